@@ -1,0 +1,3 @@
+from ornith_lsp.cli import main
+
+raise SystemExit(main())

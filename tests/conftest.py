@@ -1,0 +1,67 @@
+"""Shared fixtures.  The backend tests use the REAL llama-server and the REAL
+embedded GGUF installed by ``./install.sh --test``; they fail (not skip) when
+either is missing, because CI must prove the real path works."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ornith_lsp.backends import embedded
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Path:
+    path, _ = embedded.find_llama_server()
+    return path
+
+
+@pytest.fixture(scope="session")
+def embedded_model() -> Path:
+    return embedded.find_embedded_model()
+
+
+def llama_server_pids() -> set[int]:
+    out = subprocess.run(["pgrep", "-f", "llama-server"], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purposes
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+@pytest.fixture
+def no_new_llama_servers():
+    """Fails the test if it leaves a llama-server behind; kills leftovers so one
+    failure does not poison the rest of the run."""
+    before = llama_server_pids()
+    yield
+    left = {p for p in llama_server_pids() - before if alive(p)}
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not left, f"llama-server processes left behind: {sorted(left)}"
