@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,23 @@ def embedded_model() -> Path:
     return embedded.find_embedded_model()
 
 
+# Every process this test run starts inherits this tag, so the leak check below
+# only ever looks at (and kills) our own llama-servers, never another run's.
+RUN_TAG = f"OLSP_TEST_RUN={uuid.uuid4().hex}"
+os.environ["OLSP_TEST_RUN"] = RUN_TAG.split("=", 1)[1]
+
+
+def _ours(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return RUN_TAG.encode() in fh.read().split(b"\0")
+    except OSError:
+        return False
+
+
 def llama_server_pids() -> set[int]:
     out = subprocess.run(["pgrep", "-f", "llama-server"], capture_output=True, text=True).stdout
-    return {int(p) for p in out.split()}
+    return {int(p) for p in out.split() if _ours(int(p))}
 
 
 def alive(pid: int) -> bool:

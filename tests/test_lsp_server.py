@@ -48,9 +48,12 @@ async def editor(request, lsp_client: LanguageClient, tmp_path):
 
 async def test_initialize_advertises_only_what_exists_and_backend_comes_up(editor: LanguageClient):
     caps = editor.init_result.capabilities
-    assert list(caps.execute_command_provider.commands) == ["ornith.backendStatus"]
-    for absent in ("hover_provider", "completion_provider", "code_action_provider", "code_lens_provider",
-                   "definition_provider", "document_formatting_provider"):
+    assert sorted(caps.execute_command_provider.commands) == sorted([
+        "ornith.backendStatus", "ornith.fix", "ornith.fixTests", "ornith.runTests", "ornith.apply",
+        "ornith.showDiff", "ornith.showPlan", "ornith.cancel", "ornith.rollback"])
+    assert list(caps.code_action_provider.code_action_kinds) == [types.CodeActionKind.QuickFix]
+    assert caps.code_lens_provider is not None
+    for absent in ("hover_provider", "completion_provider", "definition_provider", "document_formatting_provider"):
         assert getattr(caps, absent) is None, absent
     assert editor.init_result.server_info.name == "ornith-lsp"
 

@@ -353,3 +353,216 @@ def test_probe_reports_a_failing_nvidia_smi(monkeypatch):
     monkeypatch.setattr(hardware.subprocess, "run", failing)
     hw = probe()
     assert hw.gpus == [] and any("exited with 9" in p for p in hw.problems)
+
+
+# custom GGUF files --------------------------------------------------------
+
+from ornith_lsp.backends import gguf  # noqa: E402
+from ornith_lsp.backends.planner import is_ollama_port, ollama_model_name  # noqa: E402
+
+
+@pytest.fixture
+def other_gguf(tmp_path, embedded_model) -> Path:
+    """The real embedded GGUF under a name that says nothing about its size."""
+    path = tmp_path / "some-other-model.gguf"
+    path.write_bytes(embedded_model.read_bytes())
+    return path
+
+
+def test_gguf_header_of_the_real_embedded_file(other_gguf):
+    info = gguf.read_header(other_gguf)
+    assert (info.architecture, info.block_count, info.head_count, info.head_count_kv) == ("llama", 30, 9, 3)
+    assert (info.embedding_length, info.head_dim, info.context_length) == (576, 64, 8192)
+    assert info.kv_bytes_per_token == 2 * 30 * 3 * 64 * 2
+    assert info.file_type == "Q4_1" and info.size_bytes == other_gguf.stat().st_size
+    assert info.chat_template and "<|im_start|>" in info.chat_template
+    assert not info.supports_tools
+
+
+def test_gguf_reader_refuses_what_is_not_a_gguf(tmp_path, other_gguf):
+    text = tmp_path / "notes.gguf"
+    text.write_text("not a model")
+    with pytest.raises(gguf.GgufError, match="no 'GGUF' magic") as err:
+        gguf.read_header(text)
+    assert str(text) in str(err.value)
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(other_gguf.read_bytes()[:50_000])
+    with pytest.raises(gguf.GgufError, match="truncated or corrupt"):
+        gguf.read_header(cut)
+    with pytest.raises(gguf.GgufError, match="cannot read"):
+        gguf.read_header(tmp_path / "absent.gguf")
+
+
+def synthetic_gguf(path: Path, arch: str = "qwen3", template: str | None = "{% if tools %}{{ tools }}{% endif %}",
+                   head_count_kv=8, version: int = 3) -> Path:
+    """A header-only GGUF written by the spec, for what the real file does not show."""
+    import struct
+
+    def s(text: str) -> bytes:
+        raw = text.encode()
+        return struct.pack("<Q", len(raw)) + raw
+
+    def kv_u32(key, value):
+        return s(key) + struct.pack("<II", 4, value)
+
+    kvs = [
+        s("general.architecture") + struct.pack("<I", 8) + s(arch),
+        s("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, 3) + s("a") + s("b") + s("c"),
+        s("tokenizer.ggml.scores") + struct.pack("<IIQ", 9, 6, 3) + struct.pack("<fff", 0, 0, 0),
+        kv_u32(f"{arch}.block_count", 48),
+        kv_u32(f"{arch}.context_length", 262144),
+        kv_u32(f"{arch}.embedding_length", 2048),
+        kv_u32(f"{arch}.attention.head_count", 32),
+        kv_u32(f"{arch}.attention.key_length", 128),
+        kv_u32(f"{arch}.expert_count", 128),
+        kv_u32("general.file_type", 15),
+    ]
+    if isinstance(head_count_kv, list):
+        kvs.append(s(f"{arch}.attention.head_count_kv") + struct.pack("<IIQ", 9, 4, len(head_count_kv))
+                   + struct.pack(f"<{len(head_count_kv)}I", *head_count_kv))
+    else:
+        kvs.append(kv_u32(f"{arch}.attention.head_count_kv", head_count_kv))
+    if template is not None:
+        kvs.append(s("tokenizer.chat_template") + struct.pack("<I", 8) + s(template))
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", version, 0, len(kvs)) + b"".join(kvs))
+    return path
+
+
+def test_gguf_reader_on_a_synthetic_moe_header(tmp_path):
+    info = gguf.read_header(synthetic_gguf(tmp_path / "x.gguf", head_count_kv=[4, 4, 8]))
+    assert (info.architecture, info.block_count, info.head_count_kv, info.head_dim) == ("qwen3", 48, 8, 128)
+    assert (info.context_length, info.expert_count, info.file_type) == (262144, 128, "Q4_K_M")
+    assert info.supports_tools
+    with pytest.raises(gguf.GgufError, match="version 1"):
+        gguf.read_header(synthetic_gguf(tmp_path / "old.gguf", version=1))
+
+
+def test_custom_gguf_is_planned_from_its_header(other_gguf):
+    hw = machine(RTX4090)
+    backend = BackendSettings(kind="llamacpp", model_path=other_gguf)
+    with pytest.raises(PlanError, match="header was not read"):
+        plan(hw, backend)
+    info = gguf.read_header(other_gguf)
+    p = plan(hw, backend, llama_server="/usr/bin/llama-server", gguf_headers={str(other_gguf): info})
+    assert (p.backend, p.model_size, p.quant, p.model) == ("llamacpp", catalog.CUSTOM, "Q4_1", str(other_gguf))
+    assert p.context_length == 8192  # the GPU leaves far more; the trained context caps it
+    assert p.command == [
+        "/usr/bin/llama-server", "-m", str(other_gguf), "-c", "8192", "-ngl", "31",
+        "-np", "1", "--cache-ram", "256",
+        "--host", "127.0.0.1", "--port", "{port}", "--alias", "some-other-model",
+    ]  # fmt: skip
+    assert p.served_name == "some-other-model" and p.hf_repo is None
+    assert any("30 layers, 3 KV heads x 64, trained context 8192" in r for r in p.reasons)
+    assert any("22.5 KiB" in r and r.startswith("Context 8192") for r in p.reasons)
+    assert any(r.startswith("No --jinja") for r in p.reasons)
+
+
+def test_custom_gguf_on_cpu_and_its_limits(other_gguf):
+    info = {str(other_gguf): gguf.read_header(other_gguf)}
+    backend = BackendSettings(model_path=other_gguf)
+    p = plan(machine(ram_gb=4), backend, gguf_headers=info)
+    assert (p.model_size, p.gpu_layers, p.context_length) == (catalog.CUSTOM, 0, 8192)
+    weights = other_gguf.stat().st_size
+    assert weights + 23040 * 8192 + (CPU_HEADROOM_MIB + 256) * MIB <= 4 * GIB * MIB
+    assert any(f"{round(weights / MIB)} MiB weights" in r for r in p.reasons)
+    with pytest.raises(PlanError, match=r"= 2578 MiB > 1024 MiB RAM"):
+        plan(machine(ram_gb=1), backend, gguf_headers=info)
+    with pytest.raises(PlanError, match="handles at most 8192 tokens"):
+        plan(machine(RTX4090), backend.model_copy(update={"context_length": 16384}), gguf_headers=info)
+
+
+def test_jinja_only_where_the_template_offers_tools(tmp_path):
+    with_tools = synthetic_gguf(tmp_path / "mine-with-tools.gguf")
+    without = synthetic_gguf(tmp_path / "mine-plain.gguf", template="{{ messages }}")
+    for path, jinja in ((with_tools, True), (without, False)):
+        headers = {str(path): gguf.read_header(path)}
+        big = machine(card("NVIDIA H100 80GB HBM3", 80, free_mib=80 * GIB))
+        p = plan(big, BackendSettings(model_path=path), gguf_headers=headers)
+        assert ("--jinja" in p.command) is jinja, path
+        assert any("128 experts" in a for a in p.assumed)
+    # the catalog's own files are assumed to offer tools when their header is not at hand
+    assert "--jinja" in plan(machine(RTX4090), BackendSettings()).command
+
+
+def test_parallel_slots_and_bounded_prompt_cache():
+    p = plan(machine(RTX4090), BackendSettings(parallel=4, cache_ram_mib=1024, threads=8))
+    cmd = p.command
+    assert cmd[cmd.index("-np") + 1] == "4" and cmd[cmd.index("--cache-ram") + 1] == "1024"
+    assert cmd[cmd.index("-t") + 1] == "8"
+    assert any("4 slots" in r for r in p.reasons)
+
+
+# vLLM: local directories, Ray pipeline parallelism ------------------------------
+
+
+def test_vllm_model_directory_runs_offline():
+    hw = machine(*[H100] * 2)
+    p = plan(hw, BackendSettings(kind="vllm", model_path=Path("/models/Ornith-1.0-35B")), vllm_cmd="/venv/bin/vllm")
+    assert p.command == [
+        "/venv/bin/vllm", "serve", "/models/Ornith-1.0-35B",
+        "--served-model-name", "Ornith-1.0",
+        "--max-model-len", str(p.context_length),
+        "--enable-auto-tool-choice",
+        "--tool-call-parser", "qwen3_coder",
+        "--tensor-parallel-size", "2",
+        "--host", "127.0.0.1",
+        "--port", "{port}",
+    ]  # fmt: skip
+    assert p.env == {"HF_HUB_OFFLINE": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "0,1"}
+    assert (p.model, p.quant, p.model_size) == ("/models/Ornith-1.0-35B", "bf16", "35B")
+    with pytest.raises(PlanError, match="model directory"):
+        plan(hw, BackendSettings(kind="vllm", model_path=Path("/models/my-finetune")))
+    with pytest.raises(PlanError, match="set backend.quant"):
+        plan(machine(*[H100] * 8), BackendSettings(model_path=Path("/models/Ornith-1.0-397B")))
+    fp8 = plan(machine(*[H100] * 8), BackendSettings(model_path=Path("/models/Ornith-1.0-397B-FP8")))
+    assert fp8.quant == "fp8" and fp8.command[2] == "/models/Ornith-1.0-397B-FP8"
+
+
+def test_the_server_sees_exactly_the_gpus_planned_for():
+    p = plan(machine(*[H100] * 4), BackendSettings())
+    assert p.gpu_indices == [0, 1]
+    assert p.env == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "0,1"}
+    assert plan(machine(*[H100] * 8), BackendSettings()).env["CUDA_VISIBLE_DEVICES"] == "0,1,2,3,4,5,6,7"
+    assert plan(machine(), BackendSettings()).env == {}
+
+
+def test_pipeline_parallel_over_a_ray_cluster():
+    """Four 80 GB GPUs cannot hold the 397B bf16 (794 GB); two such nodes cannot
+    either, four can: the plan is arithmetic over nodes x GPUs."""
+    node = machine(*[H100] * 4)
+    with pytest.raises(PlanError):
+        plan(node, BackendSettings(model_size="397B", quant="bf16", pipeline_parallel_size=2))
+    p = plan(node, BackendSettings(model_size="397B", quant="bf16", pipeline_parallel_size=4), vllm_cmd="vllm")
+    assert (p.backend, p.tensor_parallel_size, p.pipeline_parallel_size) == ("vllm", 4, 4)
+    cmd = p.command
+    assert cmd[cmd.index("--tensor-parallel-size") + 1] == "4"
+    assert cmd[cmd.index("--pipeline-parallel-size") + 1] == "4"
+    assert cmd[cmd.index("--distributed-executor-backend") + 1] == "ray"
+    usable = 4 * 4 * math.floor(VLLM_GPU_MEMORY_UTILIZATION * 80 * GIB * MIB)
+    kv = kv_bytes_per_token(catalog.MODELS["397B"])
+    assert round(794 * 1e9) + kv * p.context_length + 16 * HEADROOM_MIB * MIB <= usable
+    assert any("ray start --head" in r for r in p.reasons)
+    assert p.env == {}  # Ray's raylets, not this process's environment, assign GPUs on each node
+    with pytest.raises(PlanError, match="only vLLM"):
+        plan(node, BackendSettings(kind="llamacpp", pipeline_parallel_size=2))
+    with pytest.raises(PlanError, match="needs GPUs"):
+        plan(machine(), BackendSettings(pipeline_parallel_size=2))
+
+
+# Ollama -------------------------------------------------------------------
+
+
+def test_ollama_port_is_recognised_and_its_context_pinned():
+    p = plan(machine(), BackendSettings(endpoint="http://127.0.0.1:11434/v1", model="qwen2.5-coder:7b", context_length=16384))
+    assert p.ollama and p.backend == "remote"
+    assert any("ignores num_ctx" in r and "qwen2.5-coder:7b-ornith-ctx16384" in r for r in p.reasons)
+    assert not plan(machine(), BackendSettings(endpoint="http://gpu-box:8000/v1")).ollama
+    assert is_ollama_port("http://box:11434") and not is_ollama_port("http://box:8000/v1")
+    assert not is_ollama_port("not a url:abc")
+
+
+def test_ollama_model_names():
+    assert ollama_model_name("qwen2.5-coder:7b", 32768) == "qwen2.5-coder:7b-ornith-ctx32768"
+    assert ollama_model_name("llama3", 8192) == "llama3:latest-ornith-ctx8192"
+    assert ollama_model_name("me/model", 8192) == "me/model:latest-ornith-ctx8192"
+    assert ollama_model_name("llama3:latest-ornith-ctx8192", 8192) == "llama3:latest-ornith-ctx8192"

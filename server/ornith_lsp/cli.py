@@ -1,8 +1,11 @@
 """Command line: ``serve`` for editors, ``doctor`` to explain the backend
-choice, ``chat`` for a one-shot request through the same client.
+choice, ``chat`` for a one-shot request through the same client, ``pull`` to
+fetch weights (the only command that downloads anything), ``guard check`` (the
+guard package's own command, wired in here).
 
 Exit codes: 0 success, 2 a usage, settings or backend error (one clear line
-on stderr, never a traceback).
+on stderr, never a traceback); ``guard check`` also 1 when it blocks a diff.
+``doctor`` prints everything it knows even when it cannot plan, then exits 2.
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ SETTING_FLAGS = {
     "--endpoint": (("backend", "endpoint"), "base URL of an OpenAI-compatible server"),
     "--model": (("backend", "model"), "model name sent in requests"),
     "--api-key-env": (("backend", "api_key_env"), "NAME of the env variable holding the API key"),
-    "--model-path": (("backend", "model_path"), "a GGUF file for llama-server"),
+    "--model-path": (("backend", "model_path"), "a GGUF file for llama-server, or a model directory for vLLM"),
     "--model-size": (("backend", "model_size"), "auto | embedded | 9B | 31B | 35B | 397B"),
     "--quant": (("backend", "quant"), "e.g. Q4_K_M"),
     "--llama-server": (("backend", "llama_server"), "path of the llama-server binary"),
     "--context-length": (("backend", "context_length"), "context window in tokens"),
+    "--tensor-parallel-size": (("backend", "tensor_parallel_size"), "GPUs one vLLM model is sharded over"),
+    "--pipeline-parallel-size": (("backend", "pipeline_parallel_size"), "nodes of a Ray cluster for vLLM"),
     "--log-dir": (("log_dir",), "where backend logs are kept"),
 }
 
@@ -102,42 +107,124 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # -- doctor -----------------------------------------------------------------------------
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from ornith_lsp.backends import embedded
+    """Each problem is one line and never hides the rest: the hardware it could
+    read, the plan or the arithmetic that ruled every plan out, the endpoint."""
+    from ornith_lsp.backends import embedded, ollama
     from ornith_lsp.backends.hardware import probe
-    from ornith_lsp.backends.planner import plan_summary
-    from ornith_lsp.backends.runtime import make_plan
+    from ornith_lsp.backends.planner import Plan, PlanError, plan_summary
+    from ornith_lsp.backends.runtime import make_plan, probe_remote
 
     s = _settings(args)
     hw = probe(args.hardware)
-    the_plan, problems = make_plan(s, hw)
-    report: dict[str, Any] = {
-        **plan_summary(the_plan),
-        "hardware": hw.model_dump(mode="json"),
-        "problems": problems,
-        "log_dir": str(s.resolved_log_dir()),
-    }
-    if the_plan.backend != "remote":
+    problems = list(hw.problems)
+    report: dict[str, Any] = {"backend": None, "error": None}
+    the_plan: Plan | None = None
+    try:
+        the_plan, found = make_plan(s, hw)
+    except PlanError as exc:
+        report["error"] = str(exc)
+    else:
+        report.update(plan_summary(the_plan))
+        problems += found
+    report.update(hardware=hw.model_dump(mode="json"), problems=problems, log_dir=str(s.resolved_log_dir()))
+    if the_plan is not None and the_plan.backend != "remote":
         try:
             path, where = embedded.find_llama_server(s.backend.llama_server)
             report["llama_server"] = {"path": str(path), "found_via": where}
         except embedded.MissingPart:
             report["llama_server"] = None
+    timeout = s.client.connect_timeout_s
+    if the_plan is not None and the_plan.endpoint:
+        remote = asyncio.run(probe_remote(the_plan.endpoint, api_key=settings_mod.api_key(s), timeout=timeout))
+        report["remote"] = remote
+        if remote["error"]:
+            problems.append(remote["error"])
+    elif s.backend.kind == "auto" and not s.backend.endpoint:
+        report["ollama"] = asyncio.run(ollama.detect(ollama.default_root(), timeout=min(timeout, 1.0)))
     if args.json:
         print(json.dumps(report, indent=2))
-        return 0
-    print(f"backend:        {the_plan.backend}")
-    print(f"model:          {the_plan.model} ({the_plan.model_size}, {the_plan.quant})")
-    print(f"context length: {the_plan.context_length}")
-    print(f"tensor parallel {the_plan.tensor_parallel_size}, gpu layers {the_plan.gpu_layers}")
-    if the_plan.command:
-        print("command:        " + " ".join(the_plan.command))
-    if the_plan.endpoint:
-        print(f"endpoint:       {the_plan.endpoint}")
-    print("why:")
-    for reason in the_plan.reasons:
-        print(f"  - {reason}")
+    else:
+        _print_doctor(report, the_plan, problems)
+    if the_plan is None:
+        return _fail(f"cannot plan a backend: {report['error']}")
+    return 0
+
+
+def _print_doctor(report: dict[str, Any], the_plan: Any, problems: list[str]) -> None:
+    hw = report["hardware"]
+    gpus = ", ".join(f"GPU {g['index']} {g['name']} {g['free_mib']}/{g['total_mib']} MiB free" for g in hw["gpus"])
+    print(f"hardware:       {gpus or 'no usable GPU'}; {hw['ram_mib']} MiB RAM; {hw['cpu_cores']} CPU cores ({hw['source']})")
+    if the_plan is None:
+        print(f"backend:        none -- {report['error']}")
+    else:
+        print(f"backend:        {the_plan.backend}")
+        facts = ", ".join(str(f) for f in (the_plan.model_size, the_plan.quant) if f)
+        print(f"model:          {the_plan.model}" + (f" ({facts})" if facts else ""))
+        print(f"context length: {the_plan.context_length}")
+        if the_plan.backend != "remote":
+            pp = f", pipeline parallel {the_plan.pipeline_parallel_size}" if the_plan.pipeline_parallel_size else ""
+            print(f"tensor parallel {the_plan.tensor_parallel_size}{pp}, gpu layers {the_plan.gpu_layers}")
+        if the_plan.command:
+            env = "".join(f"{k}={v} " for k, v in the_plan.env.items())
+            print("command:        " + env + " ".join(the_plan.command))
+        if the_plan.endpoint:
+            print(f"endpoint:       {the_plan.endpoint}")
+    remote = report.get("remote")
+    if remote and remote["models"] is not None:
+        print(f"endpoint lists: {', '.join(remote['models']) or 'no models'}")
+    found = (remote or {}).get("ollama") or report.get("ollama")
+    if found:
+        models = ", ".join(found["models"]) or "no models pulled"
+        print(f"ollama:         {found['version']} at {found['root']} ({models})")
+        if not remote:
+            example = found["models"][0] if found["models"] else "MODEL"
+            print(f"                use it with: --endpoint {found['root']}/v1 --model {example}")
+    if the_plan is not None:
+        print("why:")
+        for reason in the_plan.reasons:
+            if reason not in problems:
+                print(f"  - {reason}")
     for problem in problems:
         print(f"problem: {problem}")
+
+
+# -- pull -------------------------------------------------------------------------------
+INSTALL_HF = "pip install huggingface_hub"
+
+
+def _models_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "ornith-lsp" / "models"
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    """Weights are fetched here and nowhere else: start-up never downloads, so
+    an editor opening a file cannot start a 20 GB transfer."""
+    from ornith_lsp.backends import catalog
+
+    spec = catalog.MODELS[args.model_size]
+    quant = spec.quant(args.quant) if args.quant else (spec.quant("Q4_K_M") or min(spec.quants, key=lambda q: q.size_gb))
+    if quant is None:
+        have = ", ".join(q.name for q in spec.quants)
+        return _fail(f"the {spec.size} has no {args.quant!r} file; it has: {have}")
+    target = (args.dir or _models_dir()).expanduser()
+    try:
+        import huggingface_hub
+    except ImportError:
+        return _fail(f"pull needs huggingface_hub, which is not installed; install it with: {INSTALL_HF}")
+    print(f"fetching {quant.repo}{'/' + quant.file if quant.file else ''} ({quant.size_gb:g} GB) into {target}", file=sys.stderr)
+    try:
+        if quant.file is not None:
+            path = huggingface_hub.hf_hub_download(repo_id=quant.repo, filename=quant.file, local_dir=target)
+            use = f"--backend llamacpp --model-path {path}"
+        else:
+            path = huggingface_hub.snapshot_download(repo_id=quant.repo, local_dir=target / quant.repo.split("/")[-1])
+            use = f"--backend vllm --model-path {path}"
+    except Exception as exc:  # the hub's errors have many types; the user needs one line
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        return _fail(f"could not fetch {quant.repo}: {type(exc).__name__}: {detail}")
+    print(path)
+    print(f"use it with: ornith-lsp doctor {use}", file=sys.stderr)
     return 0
 
 
@@ -194,6 +281,15 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return asyncio.run(_chat(s, args.prompt, args.json, args.max_tokens))
 
 
+# -- fix --------------------------------------------------------------------------------
+def cmd_fix(args: argparse.Namespace) -> int:
+    from ornith_lsp import headless
+
+    if args.root == Path.cwd():
+        args.root = Path(args.path)  # ornith.toml sits in the project being fixed
+    return headless.main(args, _settings(args))
+
+
 # -- entry point ------------------------------------------------------------------------
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ornith-lsp", description="A language server that runs a local coding model.")
@@ -220,6 +316,22 @@ def parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-tokens", type=int, default=256)
     _add_setting_flags(chat)
     chat.set_defaults(func=cmd_chat)
+
+    from ornith_lsp.backends.catalog import MODELS
+
+    pull = sub.add_parser("pull", help="download an Ornith model's weights from the Hugging Face Hub")
+    pull.add_argument("--model-size", choices=list(MODELS), default="9B", help="default 9B")
+    pull.add_argument("--quant", help="e.g. Q4_K_M (GGUF, for llama-server) or bf16 (safetensors, for vLLM); default Q4_K_M")
+    pull.add_argument("--dir", type=Path, help="where to put it (default $XDG_DATA_HOME/ornith-lsp/models)")
+    pull.set_defaults(func=cmd_pull)
+
+    from ornith_lsp import headless
+    from ornith_lsp.guard import cli as guard_cli
+
+    headless.add_parser(sub, _add_setting_flags)
+    sub.choices["fix"].set_defaults(func=cmd_fix)
+
+    guard_cli.add_parser(sub)
     return p
 
 

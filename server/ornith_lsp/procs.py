@@ -14,9 +14,11 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 _PR_SET_PDEATHSIG = 1
 try:
@@ -105,3 +107,58 @@ def tail(path: Path, lines: int = 20) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+class RunResult(NamedTuple):
+    """How a bounded run ended.  ``returncode`` is the leader's exit status (a
+    negative signal number after a timeout kill); ``pid`` is also the process
+    group id, so a caller can prove nothing of the run is left."""
+
+    returncode: int | None
+    output: str
+    timed_out: bool
+    pid: int
+
+
+async def run(
+    argv: Sequence[str],
+    cwd: Path | None,
+    timeout_s: float,
+    *,
+    env: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
+    max_output: int = 200_000,
+) -> RunResult:
+    """Run a tool to completion (test runner, linter) and return its output.
+
+    Whatever happens -- normal exit, timeout, or the caller being cancelled --
+    the whole process group is killed afterwards: a test suite that forked a
+    daemon must not outlive the run.  Output goes through a file rather than a
+    pipe so that a leftover child holding the descriptor cannot make us wait
+    for an EOF that never comes.  Without ``log_path`` the file is temporary;
+    ``output`` keeps the last ``max_output`` characters.
+    """
+    own_log = log_path is None
+    if log_path is None:
+        fd, name = tempfile.mkstemp(prefix="ornith-run-", suffix=".log")
+        os.close(fd)
+        log_path = Path(name)
+    start = log_path.stat().st_size if log_path.exists() else 0
+    timed_out = False
+    try:
+        proc = await spawn(argv, log_path=log_path, cwd=cwd, env=env)
+        try:
+            await asyncio.wait_for(proc.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            timed_out = True
+        finally:
+            await terminate(proc, grace_s=2.0)
+        with open(log_path, "rb") as fh:
+            fh.seek(start)
+            output = fh.read().decode("utf-8", "replace")
+    finally:
+        if own_log:
+            log_path.unlink(missing_ok=True)
+    if len(output) > max_output:
+        output = "[... output truncated ...]\n" + output[-max_output:]
+    return RunResult(proc.returncode, output, timed_out, proc.pid)

@@ -54,6 +54,9 @@ class BackendSettings(_Strict):
     context_length: int | None = Field(None, ge=512, le=262144)
     gpu_layers: int | None = Field(None, ge=0)
     tensor_parallel_size: int | None = Field(None, ge=1, le=64)
+    pipeline_parallel_size: int | None = Field(
+        None, ge=1, le=64, description="vLLM pipeline stages: nodes of a Ray cluster."
+    )
     parallel: int = Field(1, ge=1, le=64, description="llama-server slots (-np).")
     threads: int | None = Field(None, ge=1, le=1024)
     cache_ram_mib: int = Field(256, ge=0, description="llama-server prompt cache bound.")
@@ -69,9 +72,35 @@ class ClientSettings(_Strict):
     max_retries: int = Field(3, ge=0, le=20)
 
 
+class AgentSettings(_Strict):
+    """Budgets end a task with a report instead of letting a model loop."""
+
+    max_turns: int = Field(24, ge=1, le=500)
+    max_tokens: int = Field(200_000, ge=1000)
+    max_wall_s: float = Field(600.0, gt=0)
+    max_output_tokens: int = Field(512, ge=64, le=32768, description="per model call")
+    test_command: list[str] | None = Field(None, description="default: python -m pytest")
+    test_timeout_s: float = Field(120.0, gt=0)
+    temperature: float = Field(0.2, ge=0, le=2)
+
+
+class GuardSettings(_Strict):
+    """The trust boundary and the judge; see the guard package."""
+
+    protected: list[str] = Field(default_factory=list, description="extra protected globs")
+    unprotected: list[str] = Field(default_factory=list, description="globs taken out of the defaults")
+    allow_new_tests: bool = False
+    judge: Literal["off", "on", "unsure"] = "off"
+    judge_endpoint: str | None = Field(None, description="default: the agent's own backend")
+    judge_model: str | None = None
+    judge_api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 class Settings(_Strict):
     backend: BackendSettings = BackendSettings()
     client: ClientSettings = ClientSettings()
+    agent: AgentSettings = AgentSettings()
+    guard: GuardSettings = GuardSettings()
     log_dir: Path | None = Field(
         None, description="Where backend logs go; default: $XDG_STATE_HOME/ornith-lsp."
     )

@@ -13,11 +13,13 @@ Q4_K_M is ~4.85 bits, not 4).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from .embedded import EMBEDDED_CONTEXT, EMBEDDED_FILE, EMBEDDED_NAME, EMBEDDED_QUANT
+from .gguf import GgufInfo
 
 SERVED_NAME = "Ornith-1.0"
 MAX_CONTEXT = 262144
@@ -70,6 +72,8 @@ class ModelSpec(_Frozen):
     repo: str
     quants: tuple[Quant, ...]
     assumed: tuple[str, ...] = ()
+    custom: bool = False
+    """Described by a GGUF's own header rather than by this table."""
 
     @property
     def kv_bytes_per_token(self) -> int:
@@ -216,3 +220,43 @@ EMBEDDED = ModelSpec(
 
 def spec(size: str) -> ModelSpec:
     return EMBEDDED if size in (EMBEDDED_NAME, "embedded") else MODELS[size]
+
+
+CUSTOM = "custom GGUF"
+
+
+def from_gguf(info: GgufInfo) -> ModelSpec:
+    """A GGUF the table does not know, described by its own header.
+
+    Its size on disk is its weight size and its header gives the KV cache, so the
+    memory arithmetic is as sound as for the catalog's models; only the speed
+    estimate assumes something (that every weight is read for every token).
+    """
+    path = Path(info.path)
+    quant = Quant(
+        name=info.file_type or "GGUF",
+        format="gguf",
+        repo=str(path.parent),
+        file=str(path),
+        size_gb=info.size_bytes / 1e9,
+        size_source="the file's size on disk",
+    )
+    assumed = ()
+    if info.expert_count:
+        assumed = (
+            f"custom GGUF: a mixture of {info.expert_count} experts is estimated as if every "
+            "weight were read per token, so its speed is underestimated",
+        )
+    return ModelSpec(
+        size=CUSTOM,
+        params_b=1,
+        active_params_b=1,
+        layers=info.block_count,
+        kv_heads=info.head_count_kv,
+        head_dim=info.head_dim,
+        max_context=info.context_length,
+        repo=str(path),
+        quants=(quant,),
+        assumed=assumed,
+        custom=True,
+    )

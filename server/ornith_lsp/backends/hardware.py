@@ -3,7 +3,9 @@
 Only :func:`_run_nvidia_smi` and the two small file reads touch the system;
 parsing is pure so every odd nvidia-smi output can be tested from a string.
 A GPU whose memory cannot be read is not a crash: it is left out and the
-reason goes to ``Hardware.problems`` for ``doctor`` to show.
+reason goes to ``Hardware.problems`` for ``doctor`` to show.  Nor is output
+that cannot be parsed at all: :func:`probe` then ignores every GPU and says
+why, because RAM and cores are still worth a plan and a report.
 """
 
 from __future__ import annotations
@@ -146,14 +148,18 @@ def probe(hardware_file: Path | None = None) -> Hardware:
     of running it, for machines without the driver and for reproducing a
     user's report."""
     if hardware_file is not None:
+        source, problems = f"file {hardware_file}", []
         try:
             text = Path(hardware_file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise HardwareError(f"{hardware_file}: cannot read: {exc}") from None
-        source, problems = f"file {hardware_file}", []
+            text = ""
+            problems.append(f"{hardware_file}: cannot read ({exc}); GPUs ignored")
     else:
         text, source, problems = _run_nvidia_smi()
-    gpus, gpu_problems = parse_nvidia_smi(text)
+    try:
+        gpus, gpu_problems = parse_nvidia_smi(text)
+    except HardwareError as exc:
+        gpus, gpu_problems = [], [f"{exc}; every GPU is ignored, since the rest of that output cannot be trusted"]
     try:
         ram_mib = parse_meminfo(MEMINFO.read_text(encoding="utf-8"))
     except OSError:

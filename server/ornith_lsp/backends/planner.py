@@ -2,7 +2,8 @@
 
 The planner walks the models best first (``catalog.RANK``) and, within a
 model, its files best quality first, and takes the first that fits with
-enough context.  "Fits" is arithmetic, in bytes, on memory pools (the GPUs
+enough context.  A GGUF the catalog does not know is planned from its own
+header (:mod:`.gguf`), read by the caller.  "Fits" is arithmetic, in bytes, on memory pools (the GPUs
 used, and RAM when layers stay on the CPU)::
 
     weights + KV bytes per token x context + headroom <= usable memory
@@ -18,8 +19,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
@@ -27,6 +31,7 @@ from ..settings import BackendSettings
 from . import catalog
 from .catalog import EMBEDDED, MODELS, RANK, SERVED_NAME, ModelSpec, Quant
 from .embedded import EMBEDDED_NAME
+from .gguf import GgufInfo
 from .hardware import CPU_BANDWIDTH_GBS, Gpu, Hardware, gpu_bandwidth_gbs
 
 MIB = 1 << 20
@@ -63,6 +68,7 @@ DECODE_EFFICIENCY = 0.6
 
 TOOL_CALL_PARSER = "qwen3_coder"
 REMOTE_CONTEXT = 32768
+OLLAMA_PORT = 11434
 
 
 class PlanError(ValueError):
@@ -76,11 +82,15 @@ class Plan(BaseModel):
     quant: str | None
     context_length: int
     tensor_parallel_size: int | None
+    pipeline_parallel_size: int | None = None
     gpu_layers: int | None
     gpu_indices: list[int] = []
     hf_repo: str | None = None
     command: list[str]
+    env: dict[str, str] = {}
+    """Set for the server process on top of the inherited environment."""
     endpoint: str | None = None
+    ollama: bool = False
     served_name: str
     expected_tokens_per_second: float | None
     reasons: list[str]
@@ -125,6 +135,7 @@ class _Placement:
     gpu_layers: int
     pools: tuple[_Pool, ...]
     utilization: float
+    nodes: int = 1
 
     @property
     def backend(self) -> Literal["vllm", "llamacpp"]:
@@ -153,25 +164,33 @@ def plan(
     llama_server: str = "llama-server",
     embedded_model: str | None = None,
     vllm_cmd: str = "vllm",
+    gguf_headers: Mapping[str, GgufInfo] | None = None,
 ) -> Plan:
     """Choose backend, model, file, context, GPUs and the argv to start it.
 
     ``llama_server`` and ``embedded_model`` are what the caller found with
-    :mod:`.embedded` (finding them touches the disk, so it is not done here).
+    :mod:`.embedded`, and ``gguf_headers`` the headers of local GGUF files it
+    could read, by path (touching the disk is the caller's job, not this one's).
     """
     if backend.kind == "remote" or backend.endpoint:
         return _remote_plan(backend)
     _refuse_contradictions(hw, backend)
+    headers = dict(gguf_headers or {})
     wanted = backend.context_length
     skipped: list[tuple[ModelSpec, list[_Placement]]] = []
-    for size in _sizes(hw, backend):
-        spec = catalog.spec(size)
+    for spec in _specs(hw, backend, headers):
         options = _placements(spec, hw, backend)
         chosen = _choose(options, wanted)
         if chosen is not None:
-            return _local_plan(chosen, skipped, hw, backend, llama_server, embedded_model, vllm_cmd)
+            return _local_plan(chosen, skipped, hw, backend, llama_server, embedded_model, vllm_cmd, headers)
         skipped.append((spec, options))
     raise PlanError(_no_fit_message(skipped, backend))
+
+
+def is_model_dir(path: Path) -> bool:
+    """A model path that is not a ``.gguf`` file is a Hugging Face model directory
+    for vLLM; deciding by name keeps the planner off the disk."""
+    return path.suffix.lower() != ".gguf"
 
 
 def plan_summary(plan: Plan) -> dict[str, Any]:
@@ -198,26 +217,48 @@ def _refuse_contradictions(hw: Hardware, backend: BackendSettings) -> None:
         raise PlanError(
             f"backend.tensor_parallel_size = {tp} but this machine has {len(hw.gpus)} usable GPU(s)"
         )
-
-
-def _sizes(hw: Hardware, backend: BackendSettings) -> tuple[str, ...]:
-    """Embedded is the CPU default (it stays interactive there) and the GPU
-    fallback when no Ornith model fits with enough context."""
-    if backend.kind == "embedded" or backend.model_size == "embedded":
-        return (EMBEDDED_NAME,)
-    if backend.model_size != "auto":
-        return (backend.model_size,)
-    if backend.model_path is not None:
-        inferred = _size_from_name(backend.model_path.name)
-        if inferred is None:
+    pp = backend.pipeline_parallel_size
+    if pp is not None and pp > 1:
+        if backend.kind in ("llamacpp", "embedded") or backend.gpu_layers is not None:
             raise PlanError(
-                f"backend.model_path = {str(backend.model_path)!r}: its name does not say which "
-                f"Ornith size it is ({', '.join(RANK)}); set backend.model_size"
+                f"backend.pipeline_parallel_size = {pp} spreads a model over {pp} nodes of a Ray "
+                "cluster, which only vLLM does"
             )
-        return (inferred,)
+        if not hw.gpus:
+            raise PlanError(
+                f"backend.pipeline_parallel_size = {pp} needs GPUs, and this node (taken as the "
+                "model for every node) has none usable"
+            )
+
+
+def _specs(hw: Hardware, backend: BackendSettings, headers: dict[str, GgufInfo]) -> list[ModelSpec]:
+    """Embedded is the CPU default (it stays interactive there) and the GPU
+    fallback when no Ornith model fits with enough context.  A GGUF whose name
+    does not say its size is planned from its own header."""
+    if backend.kind == "embedded" or backend.model_size == "embedded":
+        return [EMBEDDED]
+    if backend.model_size != "auto":
+        return [MODELS[backend.model_size]]
+    path = backend.model_path
+    if path is not None:
+        inferred = _size_from_name(path.name)
+        if inferred is not None:
+            return [MODELS[inferred]]
+        header = headers.get(str(path))
+        if header is not None and not is_model_dir(path):
+            return [catalog.from_gguf(header)]
+        why = (
+            "it is a model directory, not a GGUF whose header could say"
+            if is_model_dir(path)
+            else "its GGUF header was not read"
+        )
+        raise PlanError(
+            f"backend.model_path = {str(path)!r}: its name does not say which Ornith size it is "
+            f"({', '.join(RANK)}) and {why}; set backend.model_size"
+        )
     if not hw.gpus:
-        return (EMBEDDED_NAME,)
-    return (*RANK, EMBEDDED_NAME)
+        return [EMBEDDED]
+    return [*(MODELS[size] for size in RANK), EMBEDDED]
 
 
 def _size_from_name(name: str) -> str | None:
@@ -227,20 +268,26 @@ def _size_from_name(name: str) -> str | None:
 def _quants(spec: ModelSpec, backend: BackendSettings, on_cpu: bool) -> list[Quant]:
     """Best quality first on GPUs; smallest first on the CPU, where decode speed
     is bound by RAM bandwidth."""
+    if spec.custom:
+        return list(spec.quants)
     wanted = backend.quant
-    if wanted is None and backend.model_path is not None and spec is not EMBEDDED:
-        file_name = backend.model_path.name.lower()
-        wanted = next((q.name for q in spec.quants if q.name.lower() in file_name), None)
+    path = backend.model_path if spec is not EMBEDDED else None
+    model_dir = path is not None and is_model_dir(path)
+    if wanted is None and path is not None:
+        fmt = "safetensors" if model_dir else "gguf"
+        candidates = [q for q in spec.quants if q.format == fmt]
+        wanted = next((q.name for q in candidates if q.name.lower() in path.name.lower()), None)
+        if wanted is None and len(candidates) == 1:
+            wanted = candidates[0].name
         if wanted is None:
             raise PlanError(
-                f"backend.model_path = {str(backend.model_path)!r}: its name does not say which "
-                f"quant it is ({', '.join(q.name for q in spec.quants)}); set backend.quant"
+                f"backend.model_path = {str(path)!r}: its name does not say which "
+                f"quant it is ({', '.join(q.name for q in candidates)}); set backend.quant"
             )
     quants = [q for q in spec.quants if wanted is None or q.name.lower() == wanted.lower()]
-    if backend.kind == "vllm":
+    if backend.kind == "vllm" or model_dir or (backend.pipeline_parallel_size or 1) > 1:
         quants = [q for q in quants if q.format == "safetensors"]
-    gguf_only = backend.kind == "llamacpp" or backend.gpu_layers is not None or backend.model_path is not None
-    if gguf_only:
+    if backend.kind == "llamacpp" or backend.gpu_layers is not None or (path is not None and not model_dir):
         quants = [q for q in quants if q.format == "gguf"]
     return quants[::-1] if on_cpu else quants
 
@@ -253,7 +300,7 @@ def _placements(spec: ModelSpec, hw: Hardware, backend: BackendSettings) -> list
             if quant.format == "gguf":
                 out.append(_place(spec, quant, (), 0, hw, backend))
             continue
-        for count in _gpu_counts(len(hw.gpus), quant, backend.tensor_parallel_size):
+        for count in _gpu_counts(len(hw.gpus), quant, backend.tensor_parallel_size, backend.pipeline_parallel_size):
             gpus = tuple(sorted(hw.gpus, key=lambda g: (-g.free_mib, g.index))[:count])
             layers = spec.layers + 1
             if backend.gpu_layers is not None:
@@ -262,12 +309,14 @@ def _placements(spec: ModelSpec, hw: Hardware, backend: BackendSettings) -> list
     return out
 
 
-def _gpu_counts(available: int, quant: Quant, tp: int | None) -> list[int]:
+def _gpu_counts(available: int, quant: Quant, tp: int | None, pp: int | None) -> list[int]:
     """Powers of two, because tensor parallelism needs the head count divisible
-    by it; llama-server only ever gets one GPU when TP is pinned to 1."""
+    by it; llama-server only ever gets one GPU when TP is pinned to 1.  Over a
+    Ray cluster each node's stage uses all the GPUs it has (the largest power
+    of two), since the cluster exists because one node was not enough."""
     counts = [c for c in (1, 2, 4, 8, 16, 32, 64) if c <= available]
     if tp is None:
-        return counts
+        return counts[-1:] if (pp or 1) > 1 else counts
     if quant.format == "gguf":
         return [1] if tp == 1 else []
     return [tp]
@@ -284,12 +333,13 @@ def _place(
     """Split weights and KV between GPU and RAM in proportion to the layers on each."""
     on_gpu = gpu_layers / (spec.layers + 1)
     utilization = _vllm_utilization(gpus) if quant.format == "safetensors" else VLLM_GPU_MEMORY_UTILIZATION
+    nodes = (backend.pipeline_parallel_size or 1) if quant.format == "safetensors" else 1
     pools = []
     if gpus:
-        pools.append(_gpu_pool(spec, quant, gpus, on_gpu, utilization))
+        pools.append(_gpu_pool(spec, quant, gpus, on_gpu, utilization, nodes))
     if on_gpu < 1:
         pools.append(_ram_pool(spec, quant, 1 - on_gpu, hw, backend))
-    return _Placement(spec, quant, gpus, gpu_layers, tuple(pools), utilization)
+    return _Placement(spec, quant, gpus, gpu_layers, tuple(pools), utilization, nodes)
 
 
 def _vllm_utilization(gpus: tuple[Gpu, ...]) -> float:
@@ -299,9 +349,13 @@ def _vllm_utilization(gpus: tuple[Gpu, ...]) -> float:
     return min(VLLM_GPU_MEMORY_UTILIZATION, free_share)
 
 
-def _gpu_pool(spec: ModelSpec, quant: Quant, gpus: tuple[Gpu, ...], share: float, utilization: float) -> _Pool:
+def _gpu_pool(
+    spec: ModelSpec, quant: Quant, gpus: tuple[Gpu, ...], share: float, utilization: float, nodes: int
+) -> _Pool:
     """Tensor parallelism and llama-server's layer split both divide the model
-    evenly, so the GPU with the least room bounds every GPU's share."""
+    evenly, so the GPU with the least room bounds every GPU's share.  Pipeline
+    stages split the layers (weights and KV alike) over ``nodes`` nodes, each
+    assumed to have this node's GPUs: the probe sees only the node it runs on."""
     count = len(gpus)
     kv = spec.kv_bytes_per_token
     if quant.format == "gguf":
@@ -312,12 +366,16 @@ def _gpu_pool(spec: ModelSpec, quant: Quant, gpus: tuple[Gpu, ...], share: float
         per_gpu = math.floor(utilization * total * MIB)
         capacity_text = f"{_times(count)}{utilization:g} x {total} MiB usable by vLLM"
         kv *= max(1, math.ceil(count / spec.kv_heads))
+    label = _gpu_label(gpus)
+    if nodes > 1:
+        label = f"{nodes} nodes x {label}"
+        capacity_text = f"{nodes} nodes x {capacity_text}"
     return _Pool(
-        label=_gpu_label(gpus),
-        capacity=count * per_gpu,
+        label=label,
+        capacity=nodes * count * per_gpu,
         capacity_text=capacity_text,
-        reserve=count * HEADROOM_MIB * MIB,
-        reserve_text=f"{_times(count)}{HEADROOM_MIB} MiB headroom",
+        reserve=nodes * count * HEADROOM_MIB * MIB,
+        reserve_text=f"{_times(nodes * count)}{HEADROOM_MIB} MiB headroom",
         weights=round(quant.weight_bytes * share),
         kv_per_token=math.ceil(kv * share),
     )
@@ -386,7 +444,10 @@ def _no_fit_message(tried: list[tuple[ModelSpec, list[_Placement]]], backend: Ba
 
 
 def _overrides(backend: BackendSettings) -> str:
-    fields = ("kind", "model_size", "quant", "context_length", "tensor_parallel_size", "gpu_layers", "model_path")
+    fields = (
+        "kind", "model_size", "quant", "context_length", "tensor_parallel_size",
+        "pipeline_parallel_size", "gpu_layers", "model_path",
+    )  # fmt: skip
     defaults = BackendSettings()
     changed = [f for f in fields if getattr(backend, f) != getattr(defaults, f)]
     return ", ".join(f"backend.{f} = {getattr(backend, f)}" for f in changed)
@@ -400,19 +461,34 @@ def _local_plan(
     llama_server: str,
     embedded_model: str | None,
     vllm_cmd: str,
+    headers: dict[str, GgufInfo],
 ) -> Plan:
     context = _context(p, backend.context_length)
     embedded = p.spec is EMBEDDED
     served = EMBEDDED_NAME if embedded else SERVED_NAME
+    if p.spec.custom:
+        served = Path(p.quant.file or p.spec.repo).stem
     tps, speed_reason = _speed(p)
+    env: dict[str, str] = {}
+    if p.gpus and p.nodes == 1:  # over Ray, the cluster's raylets hand out the GPUs
+        env.update(_pin_gpus(p.gpus))
+    tools_reason = None
     if p.backend == "vllm":
         tp = len(p.gpus)
-        model = p.quant.repo
-        command = _vllm_command(vllm_cmd, model, context, tp, p.utilization)
+        model = str(backend.model_path) if backend.model_path is not None else p.quant.repo
+        if backend.model_path is not None:
+            env["HF_HUB_OFFLINE"] = "1"
+        command = _vllm_command(vllm_cmd, model, context, tp, p.utilization, p.nodes)
     else:
         tp = 1
-        model = (embedded_model or p.quant.file) if embedded else str(backend.model_path or p.quant.file)
-        command = _llama_command(llama_server, model, context, p.gpu_layers, backend, served)
+        if embedded:
+            model = embedded_model or str(p.quant.file)
+        else:
+            model = str(backend.model_path or p.quant.file)
+        header = headers.get(model)
+        tools = header.supports_tools if header is not None else True
+        tools_reason = _tools_reason(header, tools)
+        command = _llama_command(llama_server, model, context, p.gpu_layers, backend, served, tools)
     reasons = [
         _hardware_reason(hw),
         *hw.problems,
@@ -425,6 +501,7 @@ def _local_plan(
         *_release_comparison(p, context),
         _gpu_reason(p, hw, backend),
         _layers_reason(p),
+        *([tools_reason] if tools_reason else []),
         speed_reason,
         *_backend_extras(p, backend, context, embedded_model),
     ]
@@ -440,10 +517,12 @@ def _local_plan(
         quant=p.quant.name,
         context_length=context,
         tensor_parallel_size=tp,
+        pipeline_parallel_size=p.nodes if p.nodes > 1 else None,
         gpu_layers=p.gpu_layers if p.backend == "llamacpp" else p.spec.layers,
         gpu_indices=[g.index for g in p.gpus],
-        hf_repo=None if embedded else p.quant.repo,
+        hf_repo=None if embedded or p.spec.custom else p.quant.repo,
         command=command,
+        env=env,
         served_name=served,
         expected_tokens_per_second=tps,
         reasons=reasons,
@@ -451,23 +530,51 @@ def _local_plan(
     )
 
 
+def _pin_gpus(gpus: tuple[Gpu, ...]) -> dict[str, str]:
+    """The server sees exactly the GPUs the arithmetic counted: a card left out
+    (full, or unreadable) would otherwise get its share of llama-server's layer
+    split.  PCI order makes CUDA number the cards as nvidia-smi does."""
+    indices = ",".join(str(g.index) for g in sorted(gpus, key=lambda g: g.index))
+    return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": indices}
+
+
 def _llama_command(
-    binary: str, model: str, context: int, gpu_layers: int, backend: BackendSettings, alias: str
+    binary: str, model: str, context: int, gpu_layers: int, backend: BackendSettings, alias: str, tools: bool
 ) -> list[str]:
-    argv = [binary, "-m", model, "-c", str(context), "-ngl", str(gpu_layers), "--jinja"]
+    argv = [binary, "-m", model, "-c", str(context), "-ngl", str(gpu_layers)]
+    if tools:
+        argv.append("--jinja")
     argv += ["-np", str(backend.parallel), "--cache-ram", str(backend.cache_ram_mib)]
     if backend.threads is not None:
         argv += ["-t", str(backend.threads)]
     return argv + ["--host", "127.0.0.1", "--port", "{port}", "--alias", alias]
 
 
-def _vllm_command(binary: str, model: str, context: int, tp: int, utilization: float) -> list[str]:
+def _vllm_command(binary: str, model: str, context: int, tp: int, utilization: float, nodes: int) -> list[str]:
     argv = [binary, "serve", model, "--served-model-name", SERVED_NAME, "--max-model-len", str(context)]
     argv += ["--enable-auto-tool-choice", "--tool-call-parser", TOOL_CALL_PARSER]
     argv += ["--tensor-parallel-size", str(tp)]
+    if nodes > 1:
+        argv += ["--pipeline-parallel-size", str(nodes), "--distributed-executor-backend", "ray"]
     if utilization < VLLM_GPU_MEMORY_UTILIZATION:
         argv += ["--gpu-memory-utilization", f"{utilization:.2f}"]
     return argv + ["--host", "127.0.0.1", "--port", "{port}"]
+
+
+def _tools_reason(header: GgufInfo | None, tools: bool) -> str:
+    if header is None:
+        return (
+            "--jinja: llama-server renders the model's own chat template, which offers tool calls "
+            "(assumed for an Ornith file whose header was not read)."
+        )
+    if tools:
+        return "--jinja: the GGUF's chat template renders a tool list, so tool calls are offered."
+    if header.chat_template is None:
+        return "No --jinja: the GGUF has no chat template, so it cannot render tools; no tool calls are offered."
+    return (
+        "No --jinja: the GGUF's chat template never mentions tools, so no tool calls are offered "
+        "(llama-server builds that enable Jinja by default still render the template as it is)."
+    )
 
 
 def _remote_plan(backend: BackendSettings) -> Plan:
@@ -492,10 +599,13 @@ def _remote_plan(backend: BackendSettings) -> Plan:
         f"Model name {model!r} {model_source}.",
         f"Context {context} {context_source}.",
     ]
-    local_only = ("quant", "gpu_layers", "tensor_parallel_size", "model_path")
+    local_only = ("quant", "gpu_layers", "tensor_parallel_size", "pipeline_parallel_size", "model_path")
     ignored = [f"backend.{f}" for f in local_only if getattr(backend, f) is not None]
     if ignored:
         reasons.append(f"Ignored for a remote server, which chooses these itself: {', '.join(ignored)}.")
+    ollama = is_ollama_port(backend.endpoint)
+    if ollama:
+        reasons.append(ollama_context_reason(f"port {OLLAMA_PORT} is Ollama's", model, context))
     return Plan(
         backend="remote",
         model=model,
@@ -506,10 +616,40 @@ def _remote_plan(backend: BackendSettings) -> Plan:
         gpu_layers=None,
         command=[],
         endpoint=backend.endpoint,
+        ollama=ollama,
         served_name=model,
         expected_tokens_per_second=None,
         reasons=reasons,
     )
+
+
+def is_ollama_port(endpoint: str | None) -> bool:
+    try:
+        return bool(endpoint) and urlsplit(endpoint).port == OLLAMA_PORT
+    except ValueError:
+        return False
+
+
+def ollama_context_reason(how: str, model: str, context: int) -> str:
+    """Why and how the context is pinned: Ollama's OpenAI-compatible API ignores
+    ``num_ctx``, and a server left at its default (2048-4096 tokens on most
+    machines) silently drops the start of a longer prompt."""
+    return (
+        f"Ollama ({how}): its OpenAI-compatible API ignores num_ctx, so at start a model "
+        f"{ollama_model_name(model, context)!r} is created from {model!r} with PARAMETER num_ctx {context} "
+        "(POST /api/create, what a Modelfile does; the weights are shared, nothing is downloaded) "
+        "and every request names it."
+    )
+
+
+def ollama_model_name(model: str, context: int) -> str:
+    """``qwen2.5-coder:7b`` -> ``qwen2.5-coder:7b-ornith-ctx32768``: a tag of the
+    same model, so ``ollama list`` shows where it came from."""
+    suffix = f"-ornith-ctx{context}"
+    if model.endswith(suffix):
+        return model
+    name, _, tag = model.rpartition(":") if ":" in model.rsplit("/", 1)[-1] else (model, "", "latest")
+    return f"{name}:{tag}{suffix}"
 
 
 def _speed(p: _Placement) -> tuple[float, str]:
@@ -531,6 +671,8 @@ def _speed(p: _Placement) -> tuple[float, str]:
         sources.append(f"{CPU_BANDWIDTH_GBS:g} GB/s RAM (assumed)")
     tps = round(DECODE_EFFICIENCY / seconds, 1)
     shards = f" over {parallel} GPUs in parallel" if parallel > 1 else ""
+    if p.nodes > 1:
+        shards += f", {p.nodes} pipeline stages one after another (network time not counted)"
     return tps, (
         f"About {tps:g} tokens/s: {' and '.join(sources)}, {active / 1e9:.2f} GB of active weights read per "
         f"token{shards}, x {DECODE_EFFICIENCY:g} efficiency -- an estimate, not a measurement."
@@ -551,7 +693,8 @@ def _backend_reason(p: _Placement, backend: BackendSettings) -> str:
         return f"llama-server{asked}, because the {p.quant.name} file is a GGUF, llama.cpp's own format."
     return (
         f"vLLM{asked}, because {p.quant.name} safetensors are vLLM's format and it shards them by "
-        "tensor parallelism; the release requires vLLM >= 0.19.1 (35B) and transformers >= 5.8.1."
+        "tensor parallelism; the release requires vLLM >= 0.19.1 (35B) and transformers >= 5.8.1, "
+        "which are checked before it starts."
     )
 
 
@@ -560,6 +703,13 @@ def _model_reason(p: _Placement, backend: BackendSettings, hw: Hardware) -> str:
         return f"The {p.spec.size} because backend.kind = 'embedded' asked for it."
     if backend.model_size != "auto":
         return f"The {p.spec.size} because backend.model_size = {backend.model_size!r} asked for it."
+    if p.spec.custom:
+        s = p.spec
+        return (
+            f"A custom GGUF: backend.model_path {backend.model_path.name!r} does not name an Ornith size, "
+            f"so its own header sizes it: {s.layers} layers, {s.kv_heads} KV heads x {s.head_dim}, "
+            f"trained context {s.max_context}."
+        )
     if backend.model_path is not None:
         return f"The {p.spec.size} because backend.model_path {backend.model_path.name!r} names it."
     if p.spec is EMBEDDED and not hw.gpus:
@@ -584,10 +734,12 @@ def _skipped_reason(spec: ModelSpec, options: list[_Placement], backend: Backend
 
 def _quant_reason(p: _Placement, backend: BackendSettings) -> str:
     name = f"{p.quant.name} ({p.quant.size_gb:g} GB)"
+    if p.spec.custom:
+        return f"{p.quant.name} (general.file_type in the header), {p.quant.size_gb:.3g} GB: the file's size on disk."
     if backend.quant is not None:
         return f"{name} because backend.quant asked for it."
     if backend.model_path is not None and p.spec is not EMBEDDED:
-        return f"{name} because backend.model_path's name says so; the arithmetic uses the catalog's size for it."
+        return f"{name} because backend.model_path's name says so (or it is the only {p.quant.format} form); the arithmetic uses the catalog's size for it."
     if len(p.spec.quants) == 1:
         return f"{name}: the only file of the {p.spec.size}."
     if not p.gpus:
@@ -600,6 +752,8 @@ def _quant_reason(p: _Placement, backend: BackendSettings) -> str:
 def _size_disagreement(p: _Placement) -> list[str]:
     """A release figure more than 5% off params x bits is reported, never corrected."""
     q = p.quant
+    if p.spec.custom:
+        return []
     if q.size_source != "release":
         return [f"The {p.spec.size} {q.name} size {q.size_gb:g} GB is {q.size_source}, not a release figure."]
     computed = p.spec.computed_size_gb(q)
@@ -650,27 +804,34 @@ def _release_comparison(p: _Placement, context: int) -> list[str]:
 
 
 def _gpu_reason(p: _Placement, hw: Hardware, backend: BackendSettings) -> str:
-    indices = ",".join(str(g.index) for g in p.gpus)
-    subset = (
-        f" Start it with CUDA_VISIBLE_DEVICES={indices} so the other GPUs stay free."
-        if p.gpus and len(p.gpus) < len(hw.gpus)
-        else ""
-    )
     if not p.gpus:
         return "Tensor parallel size 1: no GPU is used."
+    indices = _pin_gpus(p.gpus)["CUDA_VISIBLE_DEVICES"]
+    pinned = (
+        f" It is started with CUDA_VISIBLE_DEVICES={indices}, so the other GPUs stay free."
+        if len(p.gpus) < len(hw.gpus)
+        else f" It is started with CUDA_VISIBLE_DEVICES={indices}, so it sees exactly these GPUs."
+    )
+    if p.backend == "vllm" and p.nodes > 1:
+        return (
+            f"Tensor parallel size {len(p.gpus)} within each node and pipeline parallel size {p.nodes} "
+            f"across nodes (backend.pipeline_parallel_size), over a Ray cluster (--distributed-executor-backend "
+            f"ray): start `ray start --head` here and `ray start --address=HEAD:6379` on the other "
+            f"{p.nodes - 1} node(s) first; each is assumed to have this node's GPUs, and Ray assigns them."
+        )
     if p.backend == "vllm":
         why = (
             "backend.tensor_parallel_size asked for it"
             if backend.tensor_parallel_size is not None
             else f"the fewest GPUs (a power of two, as tensor parallelism needs) where the {p.quant.name} fits best"
         )
-        return f"Tensor parallel size {len(p.gpus)} over GPU(s) {indices}: {why}.{subset}"
+        return f"Tensor parallel size {len(p.gpus)} over GPU(s) {indices}: {why}.{pinned}"
     if len(p.gpus) > 1:
         return (
             f"Tensor parallel size 1: llama-server splits layers across GPUs {indices} (one after "
-            f"another, not tensor parallel).{subset}"
+            f"another, not tensor parallel).{pinned}"
         )
-    return f"Tensor parallel size 1: GPU {indices} holds the whole model.{subset}"
+    return f"Tensor parallel size 1: GPU {indices} holds the whole model.{pinned}"
 
 
 def _layers_reason(p: _Placement) -> str:
@@ -702,9 +863,26 @@ def _backend_extras(
     if p.spec is EMBEDDED and embedded_model is None:
         extras.append(f"{p.quant.file} is a placeholder: the caller passes the path find_embedded_model() returns.")
     if p.spec is EMBEDDED and backend.model_path is not None:
-        extras.append("backend.model_path is not used for the embedded model.")
+        if embedded_model == str(backend.model_path):
+            extras.append(f"backend.model_path {backend.model_path.name!r} is served in place of the embedded model's file.")
+        else:
+            extras.append("backend.model_path is not used for the embedded model.")
+    pull = f"ornith-lsp pull --model-size {p.spec.size} --quant {p.quant.name}"
     if p.spec is not EMBEDDED and p.backend == "llamacpp" and backend.model_path is None:
-        extras.append(f"{p.quant.file} comes from {p.quant.repo}; the caller downloads it and passes its path.")
+        extras.append(
+            f"{p.quant.file} comes from {p.quant.repo} and is never downloaded at start: fetch it with "
+            f"`{pull}` and pass its path as backend.model_path."
+        )
+    if p.backend == "vllm" and backend.model_path is None:
+        extras.append(
+            f"vLLM fetches {p.quant.repo} into the Hugging Face cache on its first start; to fetch it "
+            f"beforehand, run `{pull}` and set backend.model_path to the directory it prints."
+        )
+    if p.backend == "vllm" and backend.model_path is not None:
+        extras.append(
+            f"The model directory {str(backend.model_path)!r} is served as it is, with HF_HUB_OFFLINE=1 "
+            "so vLLM never reaches the Hugging Face Hub."
+        )
     return extras
 
 

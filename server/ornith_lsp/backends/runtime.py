@@ -9,14 +9,19 @@ endpoint, only checks that the endpoint answers.  Everything above this layer
 from __future__ import annotations
 
 import contextlib
+import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NoReturn
 
 from ornith_lsp import settings as settings_mod
-from ornith_lsp.backends import embedded
+from ornith_lsp.backends import embedded, ollama, vllm
+from ornith_lsp.backends.embedded import EMBEDDED_NAME
+from ornith_lsp.backends.gguf import GgufError, GgufInfo, read_header
 from ornith_lsp.backends.hardware import Hardware, probe
-from ornith_lsp.backends.planner import Plan, plan
+from ornith_lsp.backends.planner import Plan, PlanError, is_model_dir, ollama_context_reason, plan
 from ornith_lsp.backends.supervisor import BackendStartError, Supervisor
 from ornith_lsp.llm.client import ChatClient, LLMError
 from ornith_lsp.settings import Settings
@@ -29,28 +34,76 @@ class BackendUnavailable(RuntimeError):
 
 
 def make_plan(settings: Settings, hw: Hardware | None = None) -> tuple[Plan, list[str]]:
-    """Plan for this machine; also return the problems found locating local parts.
+    """Plan for this machine; also return the problems found locating its parts.
 
-    A missing binary or model does not stop planning: ``doctor`` must still be
-    able to say what *would* run and what is missing for it.
+    A missing binary, model or vLLM does not stop planning: ``doctor`` must
+    still be able to say what *would* run and what is missing for it.  Only
+    the problems of the plan chosen are returned.
     """
-    problems: list[str] = []
-    llama_server = str(settings.backend.llama_server or "llama-server")
+    b = settings.backend
+    if b.model_path is not None:
+        b = b.model_copy(update={"model_path": b.model_path.expanduser()})
+    missing: dict[str, str] = {}
+    llama_server = str(b.llama_server or "llama-server")
     try:
-        path, where = embedded.find_llama_server(settings.backend.llama_server)
-        llama_server = str(path)
+        llama_server = str(embedded.find_llama_server(b.llama_server)[0])
     except embedded.MissingPart as exc:
-        problems.append(str(exc))
-    model: str | None = str(settings.backend.model_path) if settings.backend.model_path else None
-    if model is None:
+        missing["llama_server"] = str(exc)
+    # A model_path is what llama-server loads, also in place of the embedded file.
+    local_file: str | None = str(b.model_path) if b.model_path is not None else None
+    if local_file is None:
         try:
-            model = str(embedded.find_embedded_model())
+            local_file = str(embedded.find_embedded_model())
         except embedded.MissingPart as exc:
-            problems.append(str(exc))
-    the_plan = plan(hw or probe(), settings.backend, llama_server=llama_server, embedded_model=model)
-    if the_plan.backend == "remote":
-        problems = []
+            missing["embedded_model"] = str(exc)
+    headers: dict[str, GgufInfo] = {}
+    header_problem = None
+    if local_file is not None and not is_model_dir(Path(local_file)):
+        try:
+            headers[local_file] = read_header(local_file)
+        except GgufError as exc:
+            header_problem = str(exc)
+    try:
+        the_plan = plan(
+            hw or probe(), b,
+            llama_server=llama_server, embedded_model=local_file,
+            vllm_cmd=find_vllm(), gguf_headers=headers,
+        )  # fmt: skip
+    except PlanError as exc:
+        raise PlanError(f"{exc} ({header_problem})" if header_problem else str(exc)) from None
+    problems: list[str] = []
+    if the_plan.backend == "llamacpp":
+        if "llama_server" in missing:
+            problems.append(missing["llama_server"])
+        if the_plan.model_size == EMBEDDED_NAME and "embedded_model" in missing:
+            problems.append(missing["embedded_model"])
+        if header_problem and the_plan.model == local_file:
+            problems.append(header_problem)
+    elif the_plan.backend == "vllm":
+        problems += vllm.check_floors(vllm.installed_versions(), the_plan.model_size)
     return the_plan, problems
+
+
+def find_vllm() -> str:
+    """The ``vllm`` script beside this Python first, so a venv's vLLM wins over another on PATH."""
+    beside = Path(sys.executable).parent / "vllm"
+    if beside.is_file():
+        return str(beside)
+    return shutil.which("vllm") or "vllm"
+
+
+async def probe_remote(endpoint: str, *, api_key: str | None = None, timeout: float = 5.0) -> dict[str, Any]:
+    """What ``doctor`` reports about an endpoint: the models it lists, or why not,
+    and whether it is an Ollama.  One attempt, short timeouts: a report, not a retry loop."""
+    report: dict[str, Any] = {"endpoint": endpoint, "models": None, "error": None, "ollama": None}
+    async with ChatClient(endpoint, "-", api_key=api_key, connect_timeout=timeout, read_timeout=timeout, max_retries=0) as client:
+        try:
+            report["models"] = [str(m.get("id")) for m in await client.models()]
+        except LLMError as exc:
+            report["error"] = f"remote endpoint {endpoint} is not usable: {exc}"
+            return report
+    report["ollama"] = await ollama.detect(ollama.root_of(endpoint), api_key=api_key, timeout=timeout)
+    return report
 
 
 class Backend:
@@ -70,6 +123,7 @@ class Backend:
                 ready_timeout_s=settings.backend.ready_timeout_s,
                 max_restarts=settings.backend.max_restarts,
                 on_event=self.on_event,
+                env=the_plan.env,
             )
 
     @property
@@ -90,24 +144,63 @@ class Backend:
                 try:
                     models = await client.models()
                 except LLMError as exc:
-                    self.error = f"remote endpoint {self.plan.endpoint} is not usable: {exc}"
-                    self.on_event("failed", self.error)
-                    raise BackendUnavailable(self.error) from None
+                    self._refuse(f"remote endpoint {self.plan.endpoint} is not usable: {exc}")
+            await self._pin_ollama_context()
             names = ", ".join(str(m.get("id")) for m in models[:5]) or "no models listed"
-            self.on_event("ready", f"remote endpoint {self.plan.endpoint} answers ({names})")
+            self.on_event("ready", f"remote endpoint {self.plan.endpoint} answers ({names}); model {self.plan.served_name}")
             self.error = None
             return
+        if self.plan.backend == "vllm":
+            unmet = vllm.check_floors(vllm.installed_versions(), self.plan.model_size)
+            if unmet:
+                self._refuse(f"cannot start vLLM: {'; '.join(unmet)}")
         binary = self.plan.command[0] if self.plan.command else ""
-        if not Path(binary).is_file():
-            self.error = f"cannot start {self.plan.backend}: {binary!r} not found; install it with: {embedded.INSTALL_SERVER}"
-            self.on_event("failed", self.error)
-            raise BackendUnavailable(self.error)
+        if not Path(binary).is_file() and shutil.which(binary) is None:
+            install = vllm.INSTALL_VLLM if self.plan.backend == "vllm" else embedded.INSTALL_SERVER
+            self._refuse(f"cannot start {self.plan.backend}: {binary!r} not found; install it with: {install}")
         try:
             await self.supervisor.start()
             self.error = None
         except BackendStartError as exc:
             self.error = str(exc)
             raise BackendUnavailable(self.error) from None
+
+    def _refuse(self, message: str) -> NoReturn:
+        self.error = message
+        self.on_event("failed", message)
+        raise BackendUnavailable(message)
+
+    async def _pin_ollama_context(self) -> None:
+        """Point requests at a model with the planned context when the endpoint is
+        Ollama (see :mod:`.ollama`); any other server is left as it is."""
+        assert self.plan.endpoint is not None
+        api_key = settings_mod.api_key(self.settings)
+        root = ollama.root_of(self.plan.endpoint)
+        found = await ollama.detect(root, api_key=api_key, timeout=self.settings.client.connect_timeout_s)
+        if found is None:
+            if self.plan.ollama:
+                self.plan = self.plan.model_copy(update={
+                    "ollama": False,
+                    "reasons": [*self.plan.reasons, f"{root} does not answer Ollama's /api/version, so it is not treated as Ollama."],
+                })  # fmt: skip
+            return
+        context = self.plan.context_length
+        try:
+            name, created = await ollama.pin_context(
+                root, self.plan.model, context, found["models"],
+                api_key=api_key, timeout=self.settings.client.read_timeout_s,
+            )  # fmt: skip
+        except ollama.OllamaError as exc:
+            self._refuse(str(exc))
+        reasons = list(self.plan.reasons)
+        if not self.plan.ollama:
+            reasons.append(ollama_context_reason(f"version {found['version']}, found by /api/version", self.plan.model, context))
+        reasons.append(
+            f"Ollama {found['version']}: {name!r} {'created now' if created else 'already existed'}; "
+            f"requests name it, so they run with num_ctx {context}."
+        )
+        self.plan = self.plan.model_copy(update={"served_name": name, "ollama": True, "reasons": reasons})
+        self.on_event("starting", f"Ollama: requests use {name} (num_ctx {context})")
 
     def client(self) -> ChatClient:
         endpoint = self.endpoint
@@ -142,7 +235,12 @@ class Backend:
             "kind": self.plan.backend,
             "model": self.plan.model,
             "model_size": self.plan.model_size,
+            "quant": self.plan.quant,
             "context_length": self.plan.context_length,
+            "tensor_parallel_size": self.plan.tensor_parallel_size,
+            "gpu_layers": self.plan.gpu_layers,
+            "command": self.plan.command,
+            "reasons": self.plan.reasons,
             "health": "ok" if await self.healthy() else "down",
             "log_path": str(self.log_path) if self.log_path else None,
             "error": self.error,

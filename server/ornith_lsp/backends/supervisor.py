@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -45,9 +46,11 @@ class Supervisor:
         max_restarts: int = 5,
         backoff_s: float = 1.0,
         on_event: EventSink | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self.argv_template = list(argv)
+        self.env = dict(env or {})
         self.log_path = log_path
         self.host = host
         self.port = port
@@ -98,7 +101,8 @@ class Supervisor:
         argv = self.argv()
         self._emit("starting", f"starting {self.name} on {self.host}:{self.port} (log: {self.log_path})")
         try:
-            self._proc = await procs.spawn(argv, log_path=self.log_path)
+            env = {**os.environ, **self.env} if self.env else None
+            self._proc = await procs.spawn(argv, log_path=self.log_path, env=env)
         except OSError as exc:
             raise BackendStartError(f"{self.name} could not be started ({argv[0]}): {exc}") from None
         try:

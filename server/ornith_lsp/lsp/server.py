@@ -23,6 +23,8 @@ from pygls.uris import to_fs_path
 from ornith_lsp import __version__
 from ornith_lsp import settings as settings_mod
 from ornith_lsp.backends.runtime import Backend, BackendUnavailable, make_plan
+from ornith_lsp.lsp import fixes
+from ornith_lsp.tasks import Task
 
 log = logging.getLogger("ornith_lsp.lsp")
 
@@ -64,6 +66,8 @@ class OrnithServer(LanguageServer):
         self.settings = settings_mod.Settings()
         self.backend: Backend | None = None
         self._backend_task: asyncio.Task[None] | None = None
+        self.fixes = fixes.Fixes()
+        self.baseline: list[str] = []  # tests that passed at the last ornith.runTests
 
     def report_server_error(self, error: Exception, source) -> None:
         """A body that is not JSON cannot be tied to a request id; JSON-RPC says
@@ -184,8 +188,52 @@ def build(cli_settings: dict[str, Any] | None = None) -> OrnithServer:
     async def backend_status(ls: OrnithServer, *args: Any) -> dict[str, Any]:
         return await ls.backend_status()
 
+    @server.feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix]),
+    )
+    def code_action(ls: OrnithServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+        return fixes.code_actions(ls, params)
+
+    @server.feature(types.TEXT_DOCUMENT_CODE_LENS)
+    def code_lens(ls: OrnithServer, params: types.CodeLensParams) -> list[types.CodeLens]:
+        return fixes.code_lenses(ls, params.text_document.uri)
+
+    @server.command("ornith.fix")
+    async def fix_command(ls: OrnithServer, task: dict[str, Any]) -> dict[str, Any]:
+        return await fixes.start_fix(ls, Task.model_validate(task))
+
+    @server.command("ornith.fixTests")
+    async def fix_tests(ls: OrnithServer, *args: Any) -> dict[str, Any]:
+        return await fixes.fix_tests(ls)
+
+    @server.command("ornith.runTests")
+    async def run_tests(ls: OrnithServer, *args: Any) -> dict[str, Any]:
+        return await fixes.run_tests_command(ls)
+
+    @server.command("ornith.apply")
+    async def apply(ls: OrnithServer, task_id: str) -> dict[str, Any]:
+        return await fixes.apply(ls, task_id)
+
+    @server.command("ornith.showDiff")
+    def show_diff(ls: OrnithServer, task_id: str) -> dict[str, Any]:
+        return fixes.show(ls, task_id)
+
+    @server.command("ornith.showPlan")
+    def show_plan(ls: OrnithServer, task_id: str) -> dict[str, Any]:
+        return fixes.show(ls, task_id)
+
+    @server.command("ornith.cancel")
+    def cancel(ls: OrnithServer, task_id: str | None = None) -> dict[str, Any]:
+        return fixes.cancel(ls, task_id)
+
+    @server.command("ornith.rollback")
+    def roll_back(ls: OrnithServer, task_id: str) -> dict[str, Any]:
+        return fixes.roll_back(ls, task_id)
+
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: OrnithServer, *args: Any) -> None:
+        fixes.cancel(ls, None)
         await ls.stop_backend()
 
     return server

@@ -1,0 +1,205 @@
+"""One task, start to finish: shadow tree, context, loop, independent verification.
+
+The editor and the CI bot both call :func:`fix`; it is the only place that
+joins the workspace, the guard and the loop, so the two front ends cannot
+drift apart.  The user's files are never written here: the result is a
+verified diff and a checkpoint to roll back to; applying it is the caller's
+decision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ornith_lsp.agent.loop import EventSink, Limits, Loop, Report, Verification
+from ornith_lsp.agent.tools import Tools, mentioned_identifiers
+from ornith_lsp.context import Index, definitions_used, enclosing, repo_map
+from ornith_lsp.guard.boundary import Boundary
+from ornith_lsp.guard.check import acheck_diff
+from ornith_lsp.guard.judge import Judge
+from ornith_lsp.guard.verdict import GuardError
+from ornith_lsp.llm.client import ChatClient
+from ornith_lsp.settings import Settings
+from ornith_lsp.tasks import Task
+from ornith_lsp.tasks.linters import run_mypy, run_ruff
+from ornith_lsp.tasks.pytest_report import run_tests
+from ornith_lsp.workspace import Shadow
+from ornith_lsp.workspace.repo import run_git
+
+CONTEXT_TOKENS = 1500
+MAX_REGRESSION_TESTS = 400
+
+
+@dataclass
+class FixResult:
+    task: Task
+    report: Report
+    diff: str = ""
+    verified: bool = False
+    checkpoint_id: str | None = None
+    verdict: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def build_context(root: Path, task: Task, token_budget: int = CONTEXT_TOKENS,
+                  count_tokens: Callable[[str], int] | None = None) -> str:
+    """The enclosing function, the helpers it calls, then a ranked repo map.
+
+    Stable for the whole task, so it sits near the top of the prompt and stays
+    in the KV cache."""
+    index = Index(root).refresh()
+    parts: list[str] = []
+    loc = task.location
+    if loc is not None:
+        symbol = enclosing(index, loc.path, loc.line)
+        if symbol is not None:
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                lines = (root / symbol.path).read_text(encoding="utf-8").splitlines()
+                body = "\n".join(f"{n:5d}  {lines[n - 1]}" for n in range(symbol.line, min(symbol.end_line, symbol.line + 80) + 1))
+                parts.append(f"{symbol.path}: {symbol.kind} {symbol.name} (lines {symbol.line}-{symbol.end_line}):\n{body}")
+            used = [f"{s.path}:{s.line} {s.signature or s.name}" for s in definitions_used(index, symbol)[:12]]
+            if used:
+                parts.append("It uses:\n" + "\n".join(used))
+    focus = [p for p in {loc.path if loc else None, (task.test_id or "").split("::")[0] or None} if p]
+    kwargs = {"count_tokens": count_tokens} if count_tokens else {}
+    parts.append("Repository map:\n" + repo_map(index, focus_paths=focus, mentioned=mentioned_identifiers(task),
+                                                token_budget=token_budget, **kwargs))
+    return "\n\n".join(parts)
+
+
+class TaskChecks:
+    """The task's own checks, run inside the shadow; used by step checks and ``run_tests``."""
+
+    def __init__(self, shadow_root: Path, task: Task, settings: Settings):
+        self.root, self.task, self.settings = shadow_root, task, settings
+
+    async def run_tests(self) -> tuple[bool, str]:
+        node_ids = [self.task.test_id] if self.task.test_id else []
+        run = await run_tests(self.root, self.settings.agent.test_command, node_ids=node_ids,
+                              timeout_s=self.settings.agent.test_timeout_s)
+        if run.timed_out:
+            return False, f"the tests timed out after {self.settings.agent.test_timeout_s:.0f} s"
+        if not run.report_found:
+            return False, f"the test run wrote no report: {run.output[-500:]}"
+        failed = run.failures
+        passed = [r for r in run.results if r.outcome == "passed"]
+        head = f"{len(passed)} passed, {len(failed)} failed"
+        if not failed and passed:
+            return True, head
+        detail = "\n".join(f"{r.node_id}: {r.message}\n{r.traceback[-800:]}" for r in failed[:2])
+        return False, f"{head}\n{detail}"
+
+    async def run_diagnostics(self) -> tuple[bool | None, str]:
+        """None when nothing here can re-check the task's diagnostic."""
+        source = (self.task.diagnostic_source or self.task.source or "").lower()
+        path = [self.task.location.path] if self.task.location else []
+        runner = {"ruff": run_ruff, "mypy": run_mypy}.get(source)
+        if runner is None:
+            return None, f"the {source or 'editor'} diagnostic cannot be re-run here"
+        lint = await runner(self.root, path)
+        if not lint.installed:
+            return None, f"{source} is not installed; the diagnostic cannot be re-checked"
+        same = [t for t in lint.tasks if t.code == self.task.code and t.location and self.task.location
+                and t.location.path == self.task.location.path]
+        if same:
+            return False, f"{source} still reports {self.task.code}: " + "; ".join(t.message for t in same[:3])
+        return True, f"{source} no longer reports {self.task.code} in {path[0] if path else 'the workspace'}"
+
+
+def _guard_task(task: Task, baseline: Sequence[str]) -> dict[str, Any]:
+    """The guard's view of the task: the target test plus every test that passed
+    before, so a regression fails the grading just like the target would."""
+    if task.source == "test" and task.test_id:
+        tests = [task.test_id] + [t for t in baseline if t != task.test_id][:MAX_REGRESSION_TESTS]
+        return {"kind": "test", "tests": tests}
+    if baseline:
+        return {"kind": "test", "tests": list(baseline)[:MAX_REGRESSION_TESTS]}
+    loc = task.location
+    return {"kind": "diagnostic", "source": task.diagnostic_source or task.source, "code": task.code or "",
+            "path": loc.path if loc else "", "line": loc.line if loc else 1, "message": task.message}
+
+
+@contextlib.asynccontextmanager
+async def pristine(shadow: Shadow):
+    """A clean checkout of the checkpoint: the guard's base state.  The user's
+    own tree cannot serve, since it may hold unsaved or newer edits."""
+    tmp = Path(tempfile.mkdtemp(prefix="ornith-base-"))
+    tree = tmp / "base"
+    run_git(shadow.worktree, "worktree", "add", "--detach", str(tree), shadow.base_commit)
+    try:
+        yield tree
+    finally:
+        with contextlib.suppress(Exception):
+            run_git(shadow.worktree, "worktree", "remove", "--force", str(tree))
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def top_level_diff(shadow: Shadow) -> str:
+    """The change with paths from the repository's top, which the guard expects."""
+    shadow.diff()  # stages new files in the shadow's own index
+    out = run_git(shadow.worktree, "diff", "--cached", "--no-color", "--no-ext-diff", "--no-renames",
+                  "--full-index", "--src-prefix=a/", "--dst-prefix=b/", shadow.base_commit, raw=True)
+    return out.decode("utf-8", "replace")  # type: ignore[union-attr]
+
+
+async def fix(task: Task, *, root: Path, llm: ChatClient, settings: Settings, context_length: int,
+              overlays: dict[str, str] | None = None, baseline: Sequence[str] = (),
+              judge: Judge | None = None, on_event: EventSink | None = None) -> FixResult:
+    shadow = await Shadow.create(root, overlays, label=task.id)
+    result = FixResult(task=task, report=Report(task_id=task.id), checkpoint_id=shadow.checkpoint.id)
+    try:
+        g = settings.guard
+        boundary = Boundary.for_repo(shadow.worktree, g.protected, g.unprotected, g.allow_new_tests)
+        prefix = shadow.repo.prefix
+
+        class ProjectBoundary:
+            """Tools speak project-relative paths; the boundary speaks repository paths."""
+
+            def check_edit(self, rel: str, *, new_file: bool) -> str | None:
+                return boundary.check_edit("/".join(p for p in (prefix, rel) if p), new_file=new_file)
+
+        checks = TaskChecks(shadow.path, task, settings)
+        tools = Tools(root=shadow.path, task=task, boundary=ProjectBoundary(), checker=checks, reset=shadow.reset)
+        guard_task = _guard_task(task, baseline)
+
+        async def verify() -> Verification:
+            diff = top_level_diff(shadow)
+            if not diff.strip():
+                return Verification(ok=False, summary="no change was made")
+            try:
+                async with pristine(shadow) as base:
+                    verdict = await acheck_diff(base, diff, guard_task, judge=judge, judge_mode=g.judge,
+                                                extra_protected=g.protected, unprotected=g.unprotected,
+                                                allow_new_tests=g.allow_new_tests,
+                                                timeout_s=settings.agent.test_timeout_s)
+            except GuardError as exc:
+                return Verification(ok=False, summary=f"the guard could not judge the change: {exc}")
+            result.verdict = verdict.to_dict()
+            if not verdict.allowed:
+                return Verification(ok=False, vetoed=True, summary=verdict.for_model(),
+                                    findings=[f.to_dict() for f in verdict.findings])
+            ok, detail = await checks.run_diagnostics() if task.source != "test" else (True, "")
+            if ok is False:
+                return Verification(ok=False, summary=detail)
+            notes = "; ".join(verdict.notes)
+            return Verification(ok=True, summary=f"verified: {notes}{'; ' + detail if detail else ''}")
+
+        context = build_context(shadow.path, task)
+        limits = Limits(turns=settings.agent.max_turns, tokens=settings.agent.max_tokens,
+                        wall_s=settings.agent.max_wall_s, output_tokens=settings.agent.max_output_tokens,
+                        context_length=context_length, temperature=settings.agent.temperature)
+        loop = Loop(task, llm=llm, tools=tools, verify=verify, context=context, limits=limits, on_event=on_event)
+        result.report = await loop.run()
+        result.diff = shadow.diff()
+        result.verified = result.report.status == "fixed"
+        if result.verified:
+            shadow.record_fix(label=task.title)
+    finally:
+        await shadow.close()
+    return result

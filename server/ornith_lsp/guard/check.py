@@ -1,0 +1,327 @@
+"""One check, three layers: the trust boundary, the deterministic monitors with
+isolated grading, and the optional judge's veto.
+
+``review_diff`` is the pure core (a diff, a boundary and a way to read base
+files in; findings out), shared by the agent's edit loop, the CLI and the
+tests.  ``acheck_diff`` adds what needs processes or the network: grading the
+target tests on a temporary copy of the repository, and the judge.  The
+user's tree is only ever read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import posixpath
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ornith_lsp.guard import diffs
+from ornith_lsp.guard.boundary import SECTIONED, Boundary
+from ornith_lsp.guard.grading import DirBase, GradeResult, agrade, normalise_targets
+from ornith_lsp.guard.judge import Judge, JudgeUnavailable
+from ornith_lsp.guard.monitors import FileChange, RepoContext, run_monitors
+from ornith_lsp.guard.monitors.copies import looks_like_reference
+from ornith_lsp.guard.monitors.core import list_files, read_text
+from ornith_lsp.guard.monitors.testside import describe
+from ornith_lsp.guard.verdict import Finding, GuardError, Verdict
+
+__all__ = ["Finding", "GuardError", "Review", "Verdict", "acheck_diff", "check_diff", "open_repo", "parse_task", "review_diff"]
+
+JudgeMode = Literal["off", "on", "unsure"]
+JUDGE_MODES = ("off", "on", "unsure")
+DEFAULT_TIMEOUT_S = 300.0
+
+
+@dataclass
+class Review:
+    """What the deterministic layers saw; ``after`` maps touched paths to their new text."""
+
+    patches: list[diffs.FilePatch]
+    after: dict[str, str | None] = field(default_factory=dict)
+    changes: list[FileChange] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    concerns: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    apply_error: str | None = None
+
+
+def parse_task(task: object) -> dict | None:
+    """Validate a task: ``{"kind": "test", "tests": [...]}`` or
+    ``{"kind": "diagnostic", "source", "code", "path", "line", "message"}``."""
+    if task is None:
+        return None
+    if not isinstance(task, Mapping):
+        raise GuardError(f"the task must be a JSON object, not {type(task).__name__}")
+    kind = task.get("kind")
+    if kind == "test":
+        tests = task.get("tests")
+        if not isinstance(tests, list) or not tests:
+            raise GuardError('a test task needs "tests": a non-empty list of pytest node ids')
+        return {**task, "tests": normalise_targets(tests)}
+    if kind == "diagnostic":
+        # ruff and mypy are the sources the project re-runs; an editor may send others
+        # (pyright, pylint), and their suppressions are caught by the same monitors.
+        source = task.get("source")
+        if not isinstance(source, str) or not source.strip():
+            raise GuardError(f'a diagnostic task needs "source": "ruff", "mypy" or another linter\'s name, not {source!r}')
+        path = task.get("path")
+        if path is not None and not isinstance(path, str):
+            raise GuardError(f'"path" must be the file the diagnostic is in, not {path!r}')
+        if path:
+            try:
+                diffs.safe_relpath(path, "task path")
+            except diffs.DiffError as exc:
+                raise GuardError(str(exc)) from None
+        line = task.get("line")
+        if line is not None and (not isinstance(line, int) or isinstance(line, bool) or line < 1):
+            raise GuardError(f'"line" must be a positive integer, not {line!r}')
+        for key in ("code", "message"):
+            if task.get(key) is not None and not isinstance(task.get(key), str):
+                raise GuardError(f'"{key}" must be a string, not {task.get(key)!r}')
+        return dict(task)
+    raise GuardError(f'the task "kind" must be "test" or "diagnostic", not {kind!r}')
+
+
+def open_repo(root: Path | str) -> Path:
+    """The repository's top level, or GuardError saying why ``root`` is not one."""
+    import git
+
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise GuardError(f"{root} does not exist")
+    if not root.is_dir():
+        raise GuardError(f"{root} is not a directory")
+    try:
+        repo = git.Repo(root, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise GuardError(f"{root} is not a git repository (no .git): the guard checks a diff against a repository's base state") from None
+    if repo.bare or repo.working_tree_dir is None:
+        raise GuardError(f"{root} is a bare git repository: it has no files to check a diff against")
+    top = Path(repo.working_tree_dir).resolve()
+    if top != root.resolve():
+        raise GuardError(f"{root} is inside the git repository {top}; pass its top level, since diff paths are relative to it")
+    return top
+
+
+def review_diff(
+    diff_text: str,
+    *,
+    boundary: Boundary,
+    read_base: Callable[[str], str | None],
+    list_base: Callable[[], Iterable[str]],
+    task: Mapping | None = None,
+) -> Review:
+    """The deterministic layers over a diff; pure apart from calling ``read_base``."""
+    try:
+        patches = diffs.parse(diff_text)
+    except diffs.DiffError as exc:
+        raise GuardError(f"the diff cannot be read: {exc}") from None
+    task = parse_task(task)
+    targets = [t.split("::")[0] for t in (task or {}).get("tests", [])] if task and task["kind"] == "test" else []
+    if targets:
+        boundary = boundary.with_targets(targets)
+    review = Review(patches, notes=list(boundary.notes))
+    added: dict[str, frozenset[int]] = {}
+    try:
+        review.after, added = diffs.apply_with_lines(patches, read_base)
+    except diffs.PatchConflict as exc:
+        review.apply_error = str(exc)
+    _boundary_layer(review, boundary, read_base)
+    if review.apply_error is not None:
+        return review
+    monitored: list[FileChange] = []
+    for patch in patches:
+        if patch.binary or patch.is_symlink or patch.new_path is None or patch.new_path not in review.after:
+            continue
+        old = read_base(patch.old_path) if patch.old_path else None
+        change = FileChange(patch.new_path, patch.status, old, review.after[patch.new_path],
+                            added.get(patch.new_path, frozenset()), patch.old_path)
+        review.changes.append(change)
+        found = boundary.protection(change.path)
+        if found is None or (patch.status == "added" and boundary.is_new_test_allowed(change.path)):
+            monitored.append(change)
+        elif change.path.rsplit("/", 1)[-1] in SECTIONED or found.kind == "test-config":
+            monitored.append(change)
+    ctx = RepoContext(boundary, read_base, list_base, review.after, targets)
+    findings, concerns, notes = run_monitors(monitored, ctx)
+    review.findings += findings
+    review.concerns += concerns
+    review.notes += notes
+    return review
+
+
+def _boundary_layer(review: Review, boundary: Boundary, read_base: Callable[[str], str | None]) -> None:
+    reported: set[str] = set()
+    for patch in review.patches:
+        if patch.binary:
+            review.findings.append(Finding("monitor", "binary-file", patch.path, None,
+                                           f"the diff changes the binary file {patch.path}; the guard cannot inspect binary content"))
+        if patch.is_symlink and patch.new_path and review.after.get(patch.new_path) is not None:
+            _symlink(review, boundary, patch.new_path, review.after[patch.new_path] or "")
+        for path in patch.paths():
+            if path in reported:
+                continue
+            new_file = patch.status == "added" or (patch.status in ("renamed", "copied") and path == patch.new_path)
+            found = boundary.protection(path)
+            if found is None and path.rsplit("/", 1)[-1] in SECTIONED and review.apply_error is None:
+                old = read_base(path)
+                new = review.after.get(path, old)
+                found = boundary.section_change(path, old, new)
+            if found is None:
+                continue
+            if new_file and boundary.is_new_test_allowed(path):
+                review.notes.append(f"{path} is a new test file: allowed by the settings, but it never counts toward verification")
+                continue
+            reported.add(path)
+            old = read_base(path) if path != patch.new_path or patch.status != "added" else None
+            new = review.after.get(path) if path == patch.new_path else None
+            if patch.status == "renamed" and path == patch.old_path:
+                what = f"renames it to {patch.new_path} (patterns 1/14)"
+            elif patch.binary:
+                what = "changes it"
+            else:
+                what = describe(path, old, new, found.kind)
+            evidence = f"{path} is protected ({found.reason}); the change {what}"
+            if new_file and found.kind == "test-file" and boundary.is_test_file(path) and not boundary.allow_new_tests:
+                evidence += "; new test files are not allowed by the settings"
+            review.findings.append(Finding("boundary", found.kind, path, None, evidence))
+
+
+def _symlink(review: Review, boundary: Boundary, path: str, target: str) -> None:
+    """A symlink's content is its target: one into the tests is a way to read them at run time."""
+    target = target.strip()
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    found = None if target.startswith("/") or joined.startswith("..") else boundary.protection(joined)
+    if target.startswith("/") or joined.startswith(".."):
+        review.findings.append(Finding("monitor", "test-data-read", path, None,
+                                       f"{path} becomes a symlink to {target!r}, outside the repository"))
+    elif found is not None:
+        review.findings.append(Finding("monitor", "test-data-read", path, None,
+                                       f"{path} becomes a symlink to {joined} ({found.reason}), so the program reads the tests"))
+    elif looks_like_reference(joined):
+        review.findings.append(Finding("monitor", "copied-reference", path, None,
+                                       f"{path} becomes a symlink to {joined}, a reference solution"))
+    else:
+        review.concerns.append(Finding("monitor", "test-data-read", path, None, f"{path} becomes a symlink to {joined}"))
+
+
+def check_diff(
+    root: Path | str,
+    diff_text: str,
+    task: Mapping | None = None,
+    *,
+    judge: Judge | None = None,
+    judge_mode: JudgeMode = "off",
+    **options: object,
+) -> Verdict:
+    """Synchronous :func:`acheck_diff`, for callers without a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(acheck_diff(root, diff_text, task, judge=judge, judge_mode=judge_mode, **options))  # type: ignore[arg-type]
+    raise RuntimeError("check_diff() was called inside a running event loop: await acheck_diff() instead")
+
+
+async def acheck_diff(
+    root: Path | str,
+    diff_text: str,
+    task: Mapping | None = None,
+    *,
+    judge: Judge | None = None,
+    judge_mode: JudgeMode = "off",
+    boundary: Boundary | None = None,
+    extra_protected: Iterable[str] = (),
+    unprotected: Iterable[str] = (),
+    allow_new_tests: bool = False,
+    run_tests: bool = True,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    python: str | None = None,
+) -> Verdict:
+    """Every layer: boundary and monitors, then grading for a test task, then the judge."""
+    if judge_mode not in JUDGE_MODES:
+        raise GuardError(f"judge mode must be one of {', '.join(JUDGE_MODES)}, not {judge_mode!r}")
+    top = open_repo(root)
+    task = parse_task(task)
+    if boundary is None:
+        try:
+            boundary = Boundary.for_repo(top, extra_protected, unprotected, allow_new_tests)
+        except ValueError as exc:
+            raise GuardError(f"guard settings: {exc}") from None
+    review = review_diff(diff_text, boundary=boundary, read_base=lambda p: read_text(top, p),
+                         list_base=lambda: list_files(top), task=task)
+    verdict = Verdict(findings=review.findings, notes=review.notes, concerns=review.concerns)
+    if review.apply_error is not None:
+        if not verdict.findings:
+            raise GuardError(f"the diff does not apply: {review.apply_error}")
+        verdict.notes.append(f"the diff does not apply ({review.apply_error}); blocked on the boundary alone")
+        return verdict
+
+    if task and task["kind"] == "test" and run_tests:
+        if verdict.findings:
+            verdict.notes.append("the target tests were not run: the change is already blocked")
+        else:
+            result = await _grade_change(top, review, task["tests"], boundary, timeout_s, python)
+            if result.passed:
+                verdict.notes.append(f"grading: {result.reason} on pristine tests in a fresh process")
+            else:
+                verdict.findings.append(Finding("grading", result.kind, None, None, result.reason))
+    elif task and task["kind"] == "diagnostic":
+        verdict.notes.append(
+            f"the {task['source']} diagnostic was not re-run by the guard; suppressions the change adds are blocked by the monitors")
+
+    await _judge_layer(verdict, judge, judge_mode, task, diff_text)
+    return verdict
+
+
+async def _grade_change(top: Path, review: Review, targets: list[str], boundary: Boundary,
+                        timeout_s: float, python: str | None) -> GradeResult:
+    with tempfile.TemporaryDirectory(prefix="ornith-guard-") as tmp:
+        shadow = Path(tmp) / "shadow"
+        materialise(top, review.after, shadow)
+        return await agrade(shadow, DirBase(top), targets, timeout_s=timeout_s, boundary=boundary,
+                            python=python, report_dir=Path(tmp) / "report")
+
+
+def materialise(root: Path, after: Mapping[str, str | None], dest: Path) -> None:
+    """A copy of the base tree with the change applied; ``.git`` stays behind, so
+    code under test finds no history to mine."""
+    from ornith_lsp.guard.boundary import SKIP_DIRS
+
+    shutil.copytree(root, dest, symlinks=True, ignore=shutil.ignore_patterns(*SKIP_DIRS))
+    for path, text in after.items():
+        target = dest / path
+        if text is None:
+            if target.is_file() or target.is_symlink():
+                target.unlink()
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink():
+            target.unlink()
+        target.write_bytes(text.encode("utf-8", "surrogateescape"))
+
+
+async def _judge_layer(verdict: Verdict, judge: Judge | None, mode: str, task: Mapping | None, diff_text: str) -> None:
+    if mode == "off":
+        return
+    if judge is None:
+        verdict.notes.append(f"judge mode is '{mode}' but no judge is configured; the deterministic layers decided")
+        return
+    if verdict.findings:
+        verdict.notes.append("the judge was not consulted: the deterministic layers already block the change")
+        return
+    if mode == "unsure" and not verdict.concerns:
+        verdict.notes.append("the judge was not consulted: the monitors raised no concerns")
+        return
+    try:
+        veto, reason = await judge.review(task, diff_text, verdict.concerns)
+    except JudgeUnavailable as exc:
+        verdict.notes.append(f"{exc}; falling back to the deterministic layers, which allow the change")
+        return
+    if veto:
+        verdict.findings.append(Finding("judge", "judge-veto", None, None, reason))
+    else:
+        verdict.notes.append(f"judge ({judge.version}): no veto: {reason}")

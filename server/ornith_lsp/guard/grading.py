@@ -1,0 +1,375 @@
+"""Grading in isolation: the tests that decide success run on pristine tests.
+
+Order matters (terminal-bench's grader-isolation fix): every protected file
+of the shadow tree is first restored from the base -- changed ones rewritten,
+new ones deleted, stale bytecode removed -- and only then does a fresh pytest
+process start, in its own process group, with a timeout.  Nothing written by
+the agent runs before the restore.
+
+Success is read from pytest's own JUnit report, never from the exit code:
+exit code 0 is also what "all skipped", "all xfailed" and ``os._exit(0)``
+give.  The target tests must each have run and passed, none skipped,
+xfailed or deselected, and the report's summary must exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ornith_lsp import procs
+from ornith_lsp.guard.boundary import SECTIONED, Boundary
+from ornith_lsp.guard.monitors.core import list_files
+from ornith_lsp.guard.verdict import GuardError
+
+CONFIG_CANDIDATES = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
+DROPPED_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTHONSTARTUP", "PYTHONINSPECT", "PYTEST_CURRENT_TEST")
+
+
+@dataclass
+class GradeResult:
+    passed: bool
+    ran: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    summary_found: bool = False
+    report_path: Path | None = None
+    reason: str = ""
+    exit_code: int | None = None
+    restored: list[str] = field(default_factory=list)
+    log_path: Path | None = None
+    kind: str = "tests-failed"
+
+
+# -- the base the protected files come back from -------------------------------------
+class DirBase:
+    """A directory holding the base state (the user's checkout, a checkpoint copy)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def files(self) -> list[str]:
+        return list_files(self.root)
+
+    def read(self, relpath: str) -> bytes | None:
+        path = self.root / relpath
+        try:
+            return path.read_bytes() if path.is_file() else None
+        except OSError:
+            return None
+
+
+class GitCheckpoint:
+    """A commit of a repository: the agent's checkpoint before it started editing."""
+
+    def __init__(self, repo: Path, rev: str = "HEAD") -> None:
+        import git
+
+        try:
+            self._repo = git.Repo(repo)
+            self._tree = self._repo.commit(rev).tree
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise GuardError(f"{repo} is not a git repository") from None
+        except (git.BadName, ValueError) as exc:
+            raise GuardError(f"{repo}: no commit {rev!r} to restore the tests from ({exc})") from None
+        self.rev = rev
+        self._blobs = {b.path: b for b in self._tree.traverse() if b.type == "blob"}
+
+    def files(self) -> list[str]:
+        return sorted(self._blobs)
+
+    def read(self, relpath: str) -> bytes | None:
+        blob = self._blobs.get(relpath)
+        return blob.data_stream.read() if blob is not None else None
+
+
+def as_base(base: Path | str | DirBase | GitCheckpoint | tuple) -> DirBase | GitCheckpoint:
+    if isinstance(base, (DirBase, GitCheckpoint)):
+        return base
+    if isinstance(base, tuple) and len(base) == 2:
+        return GitCheckpoint(Path(base[0]), str(base[1]))
+    if isinstance(base, (str, Path)) and Path(base).is_dir():
+        return DirBase(Path(base))
+    raise GuardError(f"the base must be a directory or (repository, commit), not {base!r}")
+
+
+# -- restore ---------------------------------------------------------------------------------
+def restore_protected(shadow_root: Path, base: DirBase | GitCheckpoint, boundary: Boundary) -> list[str]:
+    """Make every protected file of ``shadow_root`` identical to the base. Returns what changed."""
+    shadow_root = Path(shadow_root)
+    changed: list[str] = []
+    base_files = set(base.files())
+    shadow_files = set(list_files(shadow_root))
+    for path in sorted(base_files | shadow_files):
+        name = path.rsplit("/", 1)[-1]
+        protected = boundary.protection(path) is not None
+        if not protected and name in SECTIONED:
+            old = base.read(path) if path in base_files else None
+            new = (shadow_root / path).read_bytes() if path in shadow_files else None
+            protected = old != new and boundary.section_change(
+                path, _text(old), _text(new)) is not None
+        if not protected or path.split("/")[0] == ".git":
+            continue
+        target = shadow_root / path
+        wanted = base.read(path) if path in base_files else None
+        if wanted is None:
+            if target.is_file() or target.is_symlink():
+                target.unlink()
+                changed.append(f"removed {path}")
+            continue
+        if target.is_symlink() or not target.is_file() or target.read_bytes() != wanted:
+            if target.is_symlink() or target.is_dir():
+                _remove(target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(wanted)
+            changed.append(f"restored {path}")
+    _drop_bytecode(shadow_root)
+    return changed
+
+
+def _text(data: bytes | None) -> str | None:
+    return None if data is None else data.decode("utf-8", "surrogateescape")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def _drop_bytecode(root: Path) -> None:
+    """A planted ``.pyc`` with a forged header would run instead of a restored test."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        if ".git" in dirnames:
+            dirnames.remove(".git")
+        for d in list(dirnames):
+            if d == "__pycache__":
+                shutil.rmtree(os.path.join(dirpath, d), ignore_errors=True)
+                dirnames.remove(d)
+        for f in filenames:
+            if f.endswith((".pyc", ".pyo")):
+                os.unlink(os.path.join(dirpath, f))
+
+
+# -- run ---------------------------------------------------------------------------------------
+def grade(
+    shadow_root: Path,
+    base_root_or_checkpoint: Path | str | DirBase | GitCheckpoint | tuple,
+    target_tests: list[str],
+    *,
+    timeout_s: float,
+    boundary: Boundary | None = None,
+    python: str | None = None,
+    report_dir: Path | None = None,
+) -> GradeResult:
+    """Synchronous form of :func:`agrade` for callers without an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(agrade(shadow_root, base_root_or_checkpoint, target_tests, timeout_s=timeout_s,
+                                  boundary=boundary, python=python, report_dir=report_dir))
+    raise RuntimeError("grade() was called inside a running event loop: await agrade() instead")
+
+
+async def agrade(
+    shadow_root: Path,
+    base_root_or_checkpoint: Path | str | DirBase | GitCheckpoint | tuple,
+    target_tests: list[str],
+    *,
+    timeout_s: float,
+    boundary: Boundary | None = None,
+    python: str | None = None,
+    report_dir: Path | None = None,
+) -> GradeResult:
+    """Restore, run the target tests in a fresh process group, read the JUnit report.
+
+    ``report_dir`` (default: a new temporary directory, left for the caller)
+    receives ``report.xml`` and ``pytest.log``; it lies outside the shadow tree."""
+    shadow_root = Path(shadow_root).resolve()
+    if not shadow_root.is_dir():
+        raise GuardError(f"the shadow tree {shadow_root} does not exist")
+    targets = normalise_targets(target_tests)
+    base = as_base(base_root_or_checkpoint)
+    if boundary is None:
+        if isinstance(base, DirBase):
+            boundary = Boundary.for_repo(base.root)
+        else:
+            boundary = Boundary.for_files(lambda p: _text(base.read(p)))
+    base_files = set(base.files())
+    missing = [t for t in targets if t.split("::")[0] not in base_files]
+    if missing:
+        return GradeResult(False, reason=(
+            f"target test file(s) not in the base tree: {', '.join(missing)}; "
+            "a new test never counts toward verification"), kind="new-test-target")
+    boundary = boundary.with_targets(t.split("::")[0] for t in targets)
+    restored = restore_protected(shadow_root, base, boundary)
+    result = await run_target_tests(shadow_root, targets, timeout_s=timeout_s, python=python, report_dir=report_dir)
+    result.restored = restored
+    return result
+
+
+async def run_target_tests(
+    tree: Path,
+    target_tests: list[str],
+    *,
+    timeout_s: float,
+    python: str | None = None,
+    report_dir: Path | None = None,
+) -> GradeResult:
+    """Run pytest on ``tree`` as it is -- no restore -- and read its report.
+    Only :func:`agrade` should decide success; this is the runner underneath it."""
+    tree = Path(tree).resolve()
+    targets = normalise_targets(target_tests)
+    report_dir = Path(report_dir) if report_dir else Path(tempfile.mkdtemp(prefix="ornith-grade-"))
+    report_dir.mkdir(parents=True, exist_ok=True)
+    report = report_dir / "report.xml"
+    log_path = report_dir / "pytest.log"
+    if report.exists():
+        report.unlink()
+    argv = [python or sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--junitxml={report}",
+            "-o", "junit_family=xunit1", f"--rootdir={tree}", f"--confcutdir={tree}", "-q"]
+    if not _has_config(tree, targets):
+        empty = report_dir / "pytest.ini"
+        empty.write_text("[pytest]\n")
+        argv += ["-c", str(empty)]
+    argv += targets
+    env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    run = await procs.run(argv, tree, timeout_s, env=env, log_path=log_path)
+    result = read_report(report, targets, None if run.timed_out else run.returncode)
+    result.log_path = log_path
+    result.report_path = report if report.exists() else None
+    if run.timed_out:
+        result.passed = False
+        result.kind = "timeout"
+        result.reason = f"the target tests did not finish within {timeout_s:g} s"
+    if not result.passed and result.kind in ("no-report", "timeout"):
+        tail = procs.tail(log_path, 8)
+        if tail:
+            result.reason += f"; the runner's last output: {' | '.join(tail.splitlines()[-4:])[:400]}"
+    return result
+
+
+def normalise_targets(target_tests: Iterable[str]) -> list[str]:
+    if isinstance(target_tests, str):
+        raise GuardError("target tests must be a list of pytest node ids, not a single string")
+    out = []
+    for t in target_tests:
+        if not isinstance(t, str) or not t.strip():
+            raise GuardError(f"a target test must be a pytest node id like 'tests/test_x.py::test_y', not {t!r}")
+        t = t.strip()
+        while t.startswith("./"):
+            t = t[2:]
+        if t.startswith(("/", "-")) or ".." in t.split("::")[0].split("/"):
+            raise GuardError(f"target test {t!r} must be a node id relative to the repository root")
+        out.append(t)
+    if not out:
+        raise GuardError("no target tests given: grading needs at least one pytest node id")
+    return list(dict.fromkeys(out))
+
+
+def _has_config(root: Path, targets: list[str]) -> bool:
+    """Without any config file between the tests and the root, pytest would keep
+    looking in the directories *above* the shadow tree; an empty ini stops it."""
+    dirs: set[Path] = {root}
+    for t in targets:
+        d = (root / t.split("::")[0]).parent
+        while d != root and root in d.parents:
+            dirs.add(d)
+            d = d.parent
+    return any((d / name).is_file() for d in dirs for name in CONFIG_CANDIDATES)
+
+
+def read_report(report: Path, targets: list[str], exit_code: int | None) -> GradeResult:
+    """Turn pytest's JUnit XML (xunit1 family) into a verdict on the target tests."""
+    if not report.is_file():
+        return GradeResult(False, exit_code=exit_code, kind="no-report", reason=(
+            f"the test process ended (exit code {exit_code}) without writing pytest's report; "
+            "a hard exit such as os._exit from the code under test gives exactly this"))
+    try:
+        root = ET.parse(report).getroot()
+    except ET.ParseError as exc:
+        return GradeResult(False, exit_code=exit_code, kind="no-report", reason=f"pytest's report is unreadable ({exc})")
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    summary_found = any(s.get("tests") is not None for s in suites)
+    outcomes: dict[str, str] = {}
+    for case in root.iter("testcase"):
+        outcomes[_node_id(case)] = _outcome(case)
+    ran, failed, skipped, absent = [], [], [], []
+    for target in targets:
+        matched = {n: o for n, o in outcomes.items() if _selects(target, n)}
+        if not matched:
+            absent.append(target)
+        for node, outcome in matched.items():
+            if outcome == "passed":
+                ran.append(node)
+            elif outcome in ("failed", "error"):
+                failed.append(node)
+            else:
+                skipped.append(f"{node} ({outcome})")
+    result = GradeResult(False, ran, failed, skipped, summary_found, exit_code=exit_code)
+    if not summary_found:
+        result.kind, result.reason = "no-report", "pytest's report has no summary"
+    elif absent:
+        result.kind = "tests-deselected"
+        result.reason = f"target test(s) did not run (deselected, uncollectable or missing): {', '.join(absent)}"
+    elif failed:
+        result.kind, result.reason = "tests-failed", f"target test(s) failed: {', '.join(failed[:10])}"
+    elif skipped:
+        result.kind, result.reason = "tests-skipped", f"target test(s) skipped or xfailed: {', '.join(skipped[:10])}"
+    elif exit_code not in (0, 1):
+        result.kind, result.reason = "tests-failed", f"pytest exited with code {exit_code} (interrupted, internal or usage error)"
+    else:
+        result.passed = True
+        result.kind = "passed"
+        result.reason = f"{len(ran)} target test(s) ran and passed"
+        if exit_code == 1:
+            result.reason += " (pytest exited 1 for a reason outside the target tests, e.g. a coverage threshold)"
+    return result
+
+
+def _outcome(case: ET.Element) -> str:
+    for child in case:
+        if child.tag == "failure":
+            return "failed"
+        if child.tag == "error":
+            return "error"
+        if child.tag == "skipped":
+            return "xfailed" if child.get("type") == "pytest.xfail" else "skipped"
+    return "passed"
+
+
+def _node_id(case: ET.Element) -> str:
+    """Rebuild the node id: xunit1 gives the file, and the classname starts
+    with that file's dotted module path, followed by any class names."""
+    file = (case.get("file") or "").replace("\\", "/")
+    classname = case.get("classname") or ""
+    name = case.get("name") or ""
+    if file:
+        module = file[:-3].replace("/", ".") if file.endswith(".py") else file.replace("/", ".")
+        classes = classname[len(module):].lstrip(".") if classname.startswith(module) else ""
+        parts = [file] + ([*classes.split(".")] if classes else []) + [name]
+        return "::".join(parts)
+    return "::".join([classname.replace(".", "/") + ".py", name])
+
+
+def _selects(target: str, node: str) -> bool:
+    if node == target:
+        return True
+    if node.startswith(target + "::"):
+        return True
+    return "[" not in target.rsplit("::", 1)[-1] and node.startswith(target + "[")
+
+
+def targets_from_task(task: Mapping | None) -> list[str]:
+    if not task or task.get("kind") != "test":
+        return []
+    return normalise_targets(task.get("tests") or [])

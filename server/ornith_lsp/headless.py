@@ -1,0 +1,267 @@
+"""``ornith-lsp fix``: the editor's loop, for CI bots.
+
+It changes nothing unless asked: by default it reports; ``--apply`` writes the
+verified fixes to the working tree, ``--patch`` writes them as one diff,
+``--branch`` commits them on a new branch without touching the checkout.
+Fixes are made one after another, each starting from the previous verified
+fixes (laid over the tree as unsaved buffers would be), so they never
+conflict with each other.  Exit 0: every task fixed; 1: some left; 2: error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ornith_lsp import settings as settings_mod
+from ornith_lsp.agent.session import FixResult, fix
+from ornith_lsp.backends.runtime import Backend, BackendUnavailable, make_plan
+from ornith_lsp.guard.judge import Judge
+from ornith_lsp.llm.client import ChatClient
+from ornith_lsp.tasks import Task
+from ornith_lsp.tasks.linters import run_mypy, run_ruff
+from ornith_lsp.tasks.pytest_report import run_tests, tasks_from_results
+from ornith_lsp.workspace import Shadow, WorkspaceError, apply_to_tree
+from ornith_lsp.workspace.repo import run_git
+
+
+class Progress:
+    """A bar on a terminal, plain lines in a CI log."""
+
+    def __init__(self, stream=sys.stderr) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+
+    def line(self, text: str) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K" + text[:120])
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+async def collect_tasks(root: Path, settings: settings_mod.Settings, diagnostics: list[str],
+                        progress: Progress) -> tuple[list[Task], list[str], list[str]]:
+    """Failing tests and linter findings as tasks, plus the tests that pass now
+    (the regression baseline) and notes for the report."""
+    notes: list[str] = []
+    progress.line("running the tests ...")
+    run = await run_tests(root, settings.agent.test_command, timeout_s=settings.agent.test_timeout_s)
+    if run.timed_out:
+        notes.append(f"the test command timed out after {settings.agent.test_timeout_s:.0f} s")
+    elif not run.report_found:
+        notes.append("the test command wrote no report: " + run.output.strip()[-300:])
+    tasks = tasks_from_results(run.results)
+    baseline = [r.node_id for r in run.results if r.outcome == "passed"]
+    for name in diagnostics:
+        runner = {"ruff": run_ruff, "mypy": run_mypy}[name]
+        progress.line(f"running {name} ...")
+        lint = await runner(root)
+        if not lint.installed or lint.error:
+            notes.append(lint.error or f"{name} is not installed")
+        tasks += lint.tasks
+    return tasks, baseline, notes
+
+
+def task_record(result: FixResult) -> dict[str, Any]:
+    r = result.report
+    status = {"fixed": "fixed", "vetoed": "vetoed", "error": "error"}.get(r.status, "unfixed")
+    t = result.task
+    target = t.test_id or (f"{t.location.path}:{t.location.line}" if t.location else "")
+    return {
+        "id": t.id, "source": t.source, "target": target, "status": status, "reason": r.reason,
+        "scaffold": r.scaffolds[-1] if r.scaffolds else None, "replans": max(0, len(r.scaffolds) - 1),
+        "steps": [turn.model_dump() for turn in r.turns],
+        "tokens": r.tokens(), "cache": r.cache(),
+        "timings": {"wall_s": r.wall_s,
+                    "prefill_ms": round(sum(x.prefill_ms or 0 for x in r.turns), 1),
+                    "decode_ms": round(sum(x.decode_ms or 0 for x in r.turns), 1)},
+        "verification": {**(r.verification.model_dump() if r.verification else {}), "guard": result.verdict},
+        "dead_ends": r.dead_ends,
+        "checkpoint": result.checkpoint_id,
+        "diff": result.diff if result.verified else "",
+        "unverified_diff": "" if result.verified else result.diff,
+    }
+
+
+def summary(records: list[dict[str, Any]], errors: int) -> dict[str, int]:
+    count = lambda s: sum(1 for r in records if r["status"] == s)  # noqa: E731
+    return {"total": len(records), "fixed": count("fixed"), "unfixed": count("unfixed"),
+            "vetoed": count("vetoed"), "errors": count("error") + errors}
+
+
+def to_sarif(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """SARIF 2.1.0, so code-scanning UIs show each task and whether it was fixed."""
+    results = []
+    for rec in records:
+        path, _, line = rec["target"].partition(":") if rec["source"] != "test" else (rec["target"].split("::")[0], "", "1")
+        results.append({
+            "ruleId": f"ornith/{rec['source']}",
+            "level": "note" if rec["status"] == "fixed" else "warning",
+            "message": {"text": f"{rec['status']}: {rec['reason']}"},
+            "locations": [{"physicalLocation": {"artifactLocation": {"uri": path},
+                                                "region": {"startLine": int(line or 1)}}}],
+            "properties": {"ornith": {k: rec[k] for k in ("id", "status", "tokens", "diff")}},
+        })
+    return {"version": "2.1.0", "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+            "runs": [{"tool": {"driver": {"name": "ornith-lsp", "informationUri": "https://github.com/ornith"}},
+                      "results": results}]}
+
+
+async def combined_diff(root: Path, overlays: dict[str, str]) -> tuple[str, Shadow]:
+    """All verified fixes as one diff against the user's tree (caller closes the shadow)."""
+    shadow = await Shadow.create(root, label="ornith-fix-output")
+    for rel, text in overlays.items():
+        shadow.write(rel, text)
+    return shadow.diff(), shadow
+
+
+async def run_fix(args: argparse.Namespace, settings: settings_mod.Settings) -> int:
+    root = Path(args.path).resolve()
+    if settings.agent.test_command is None and args.tests:
+        settings.agent.test_command = args.tests.split()
+    progress = Progress()
+    diagnostics = [d for d in (args.diagnostics or "").split(",") if d]
+    try:
+        tasks, baseline, notes = await collect_tasks(root, settings, diagnostics, progress)
+    except (WorkspaceError, OSError) as exc:
+        print(f"ornith-lsp fix: {exc}", file=sys.stderr)
+        return 2
+    tasks = tasks[: args.max_tasks]
+    records: list[dict[str, Any]] = []
+    errors = 0
+    overlays: dict[str, str] = {}
+    backend = None
+    if tasks:
+        plan, problems = make_plan(settings)
+        backend = Backend(settings, plan, on_event=lambda k, m: progress.line(f"[{k}] {m.splitlines()[0]}"))
+        try:
+            await backend.start()
+        except BackendUnavailable as exc:
+            print(f"ornith-lsp fix: {exc}", file=sys.stderr)
+            return 2
+    try:
+        for n, task in enumerate(tasks, 1):
+            label = f"[{n}/{len(tasks)}] {task.title[:60]}"
+            progress.line(label)
+
+            def on_event(kind: str, data: dict[str, Any], label: str = label) -> None:
+                if kind == "step":
+                    progress.line(f"{label}: step {data['index']}/{data['of']} {data['intent'][:50]}")
+                elif kind in ("plan", "verify", "done"):
+                    progress.line(f"{label}: {kind} {data.get('status') or ''}".rstrip())
+
+            async with backend.client() as llm:
+                judge = _judge(settings, backend)
+                try:
+                    result = await fix(task, root=root, llm=llm, settings=settings,
+                                       context_length=backend.plan.context_length, overlays=dict(overlays),
+                                       baseline=baseline, judge=judge, on_event=on_event)
+                except (WorkspaceError, OSError) as exc:
+                    errors += 1
+                    notes.append(f"{task.id}: {exc}")
+                    continue
+            records.append(task_record(result))
+            if result.verified:
+                overlays.update(await asyncio.to_thread(_changed_texts, root, result.diff, overlays))
+    finally:
+        progress.done()
+        if backend is not None:
+            await backend.stop()
+
+    output = None
+    if overlays and (args.apply or args.patch or args.branch):
+        diff, shadow = await combined_diff(root, overlays)
+        try:
+            if args.patch:
+                Path(args.patch).write_text(diff)
+            if args.branch:
+                run_git(shadow.worktree, "-c", "user.name=ornith-lsp", "-c", "user.email=ornith-lsp@localhost",
+                        "commit", "-q", "-a", "-m", f"ornith-lsp: {sum(1 for r in records if r['status'] == 'fixed')} verified fix(es)")
+                head = str(run_git(shadow.worktree, "rev-parse", "HEAD")).strip()
+                run_git(shadow.worktree, "branch", args.branch, head)
+            if args.apply:
+                apply_to_tree(diff, root)
+        finally:
+            await shadow.close()
+        output = diff
+    report = {"summary": summary(records, errors), "tasks": records, "notes": notes}
+    _print(report, args.format, output)
+    if errors:
+        return 2
+    return 0 if report["summary"]["fixed"] == report["summary"]["total"] else 1
+
+
+def _changed_texts(root: Path, diff: str, overlays: dict[str, str]) -> dict[str, str]:
+    """The post-fix text of each file the diff touches, for the next task's shadow."""
+    from ornith_lsp.workspace.edits import apply_diff_to_text, parse_diff
+
+    out: dict[str, str] = {}
+    for fd in parse_diff(diff):
+        path = fd.path
+        before = overlays.get(path)
+        if before is None:
+            file = root / path
+            before = file.read_text(encoding="utf-8") if file.exists() else ""
+        out[path] = apply_diff_to_text(before, fd)
+    return out
+
+
+def _judge(settings: settings_mod.Settings, backend: Backend) -> Judge | None:
+    g = settings.guard
+    if g.judge == "off":
+        return None
+    if g.judge_endpoint:
+        key = settings_mod.api_key(settings.model_copy(update={"backend": settings.backend.model_copy(
+            update={"api_key_env": g.judge_api_key_env})}))
+        return Judge(lambda: ChatClient(g.judge_endpoint, g.judge_model or "judge", api_key=key))
+    return Judge(backend.client)
+
+
+def _print(report: dict[str, Any], fmt: str, diff: str | None) -> None:
+    if fmt == "json":
+        print(json.dumps(report, indent=2))
+    elif fmt == "sarif":
+        print(json.dumps(to_sarif(report["tasks"]), indent=2))
+    else:
+        s = report["summary"]
+        print(f"{s['total']} task(s): {s['fixed']} fixed, {s['unfixed']} unfixed, {s['vetoed']} vetoed, {s['errors']} errors")
+        for rec in report["tasks"]:
+            print(f"- {rec['status']:<8} {rec['target']}: {rec['reason']}  "
+                  f"({len(rec['steps'])} turns, {rec['tokens']['prompt'] + rec['tokens']['completion']} tokens, {rec['timings']['wall_s']} s)")
+            if rec["diff"]:
+                print("  " + rec["diff"].replace("\n", "\n  "))
+        for note in report["notes"]:
+            print(f"note: {note}")
+        if diff is None and s["fixed"]:
+            print("(nothing was changed: use --apply, --patch FILE or --branch NAME)")
+
+
+def add_parser(sub: Any, add_setting_flags: Any) -> None:
+    p = sub.add_parser("fix", help="fix failing tests (and linter findings) headless, for CI")
+    p.add_argument("path", nargs="?", default=".", help="the project folder (inside a git repository)")
+    p.add_argument("--tests", help='test command (default: "python -m pytest")')
+    p.add_argument("--diagnostics", help="also fix findings of: ruff,mypy")
+    p.add_argument("--max-tasks", type=int, default=10)
+    p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    p.add_argument("--apply", action="store_true", help="write verified fixes to the working tree")
+    p.add_argument("--patch", help="write verified fixes as one unified diff to this file")
+    p.add_argument("--branch", help="commit verified fixes on a new branch")
+    add_setting_flags(p)
+
+
+def main(args: argparse.Namespace, settings: settings_mod.Settings) -> int:
+    started = time.monotonic()
+    code = asyncio.run(run_fix(args, settings))
+    if args.format == "text":
+        print(f"({time.monotonic() - started:.1f} s)")
+    return code

@@ -1,0 +1,296 @@
+"""Editor features around the agent: code actions, commands, progress, plans.
+
+A fix runs in the background (the editor never waits on the model); while it
+runs, ``$/progress`` shows the scaffold's steps and ``ornith/plan`` carries the
+scaffold for clients that draw it.  A verified fix is offered as a code action
+whose edit is a versioned ``WorkspaceEdit``: if the user typed in a file since
+the fix started, the versions no longer match and the edit is refused rather
+than clobbering the newer text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lsprotocol import types
+from pygls.uris import from_fs_path, to_fs_path
+
+from ornith_lsp.agent.session import FixResult, fix
+from ornith_lsp.backends.runtime import BackendUnavailable
+from ornith_lsp.tasks import Task
+from ornith_lsp.tasks.diagnostics import from_lsp_diagnostic, relative_path
+from ornith_lsp.tasks.pytest_report import run_tests, tasks_from_results
+from ornith_lsp.workspace.edits import parse_diff
+from ornith_lsp.workspace import PatchError, Shadow, WorkspaceError, diff_to_workspace_edit, rollback
+
+if TYPE_CHECKING:
+    from ornith_lsp.lsp.server import OrnithServer
+
+TEST_SOURCE = "ornith-tests"
+
+
+@dataclass
+class FixState:
+    task: Task
+    versions: dict[str, int | None]
+    job: asyncio.Task[Any] | None = None
+    result: FixResult | None = None
+    step: str = ""
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.error:
+            return "error"
+        if self.job is not None and not self.job.done():
+            return "running"
+        return self.result.report.status if self.result else "pending"
+
+
+@dataclass
+class Fixes:
+    """What the server remembers between requests: fixes by task id, test tasks by uri."""
+
+    by_task: dict[str, FixState] = field(default_factory=dict)
+    test_tasks: dict[str, list[Task]] = field(default_factory=dict)
+
+
+def _open_documents(ls: OrnithServer) -> tuple[dict[str, str], dict[str, int | None]]:
+    """Unsaved buffers and their versions, keyed by workspace-relative path."""
+    texts: dict[str, str] = {}
+    versions: dict[str, int | None] = {}
+    if ls.root is None:
+        return texts, versions
+    for uri, doc in ls.workspace.text_documents.items():
+        path = to_fs_path(uri)
+        rel = relative_path(ls.root, path) if path else None
+        if rel is not None:
+            texts[rel] = doc.source
+            versions[rel] = doc.version
+    return texts, versions
+
+
+def task_for(ls: OrnithServer, uri: str, diag: types.Diagnostic) -> Task | None:
+    if ls.root is None:
+        return None
+    if diag.source == TEST_SOURCE and isinstance(diag.data, dict):
+        for task in ls.fixes.test_tasks.get(uri, []):
+            if task.id == diag.data.get("taskId"):
+                return task
+    try:
+        return from_lsp_diagnostic(ls.root, uri, diag)
+    except ValueError:
+        return None  # outside the workspace: never read on a client's say-so
+
+
+def code_actions(ls: OrnithServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+    actions = []
+    for diag in params.context.diagnostics:
+        task = task_for(ls, params.text_document.uri, diag)
+        if task is None:
+            continue
+        state = ls.fixes.by_task.get(task.id)
+        if state and state.result and state.result.verified:
+            edit = workspace_edit(ls, state)
+            if isinstance(edit, types.WorkspaceEdit):
+                plus = state.result.diff.count("\n+") - state.result.diff.count("\n+++")
+                minus = state.result.diff.count("\n-") - state.result.diff.count("\n---")
+                actions.append(types.CodeAction(
+                    title=f"Ornith: apply verified fix (+{plus} -{minus})", kind=types.CodeActionKind.QuickFix,
+                    diagnostics=[diag], edit=edit, is_preferred=True))
+                actions.append(types.CodeAction(
+                    title="Ornith: show diff of the verified fix", kind=types.CodeActionKind.Empty,
+                    command=types.Command(title="Show diff", command="ornith.showDiff", arguments=[task.id])))
+            continue
+        if state and state.status == "running":
+            actions.append(types.CodeAction(
+                title=f"Ornith: fixing… {state.step}", kind=types.CodeActionKind.QuickFix,
+                disabled=types.CodeActionDisabled(reason="a fix for this is running")))
+            continue
+        actions.append(types.CodeAction(
+            title=task.title, kind=types.CodeActionKind.QuickFix, diagnostics=[diag],
+            command=types.Command(title=task.title, command="ornith.fix", arguments=[task.model_dump(mode="json")])))
+    return actions
+
+
+def workspace_edit(ls: OrnithServer, state: FixState) -> types.WorkspaceEdit | str:
+    """The verified diff against the buffers as they were when the fix started;
+    a string saying why when the user has changed a file since."""
+    assert state.result is not None and ls.root is not None
+    texts, versions = _open_documents(ls)
+    for rel, version in versions.items():
+        if rel in state.versions and state.versions[rel] != version and f"a/{rel}" in state.result.diff:
+            return f"{rel} was edited after the fix started (version {state.versions[rel]} -> {version}); run the fix again"
+    current = {}
+    for rel in _paths(state.result.diff):
+        if rel in texts:
+            current[rel] = texts[rel]
+        elif (ls.root / rel).is_file():
+            current[rel] = (ls.root / rel).read_text(encoding="utf-8")
+    try:
+        return diff_to_workspace_edit(state.result.diff, ls.root, {r: state.versions.get(r) for r in current},
+                                      current, encoding=_encoding(ls))
+    except PatchError as exc:
+        return str(exc)
+
+
+def _paths(diff: str) -> list[str]:
+    return [fd.path for fd in parse_diff(diff)]
+
+
+def _encoding(ls: OrnithServer) -> str:
+    enc = ls.workspace.position_encoding
+    return {types.PositionEncodingKind.Utf8: "utf-8", types.PositionEncodingKind.Utf32: "utf-32"}.get(enc, "utf-16")
+
+
+async def start_fix(ls: OrnithServer, task: Task) -> dict[str, Any]:
+    """Start a fix in the background and return at once."""
+    if ls.root is None:
+        raise ValueError("the workspace has no root folder")
+    if ls.backend is None or ls.backend.endpoint is None:
+        raise BackendUnavailable(ls.backend.error if ls.backend and ls.backend.error else "the model backend is not ready")
+    existing = ls.fixes.by_task.get(task.id)
+    if existing and existing.status == "running":
+        return {"taskId": task.id, "status": "running"}
+    texts, versions = _open_documents(ls)
+    state = FixState(task=task, versions=versions)
+    ls.fixes.by_task[task.id] = state
+    state.job = asyncio.create_task(_run_fix(ls, state, texts))
+    return {"taskId": task.id, "status": "started"}
+
+
+async def _run_fix(ls: OrnithServer, state: FixState, overlays: dict[str, str]) -> None:
+    token = f"ornith-fix-{uuid.uuid4().hex[:8]}"
+    progress = bool(ls.client_capabilities.window and ls.client_capabilities.window.work_done_progress)
+    if progress:
+        with contextlib.suppress(Exception):
+            await ls.work_done_progress.create_async(token)
+        ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title=state.task.title, cancellable=True))
+
+    def on_event(kind: str, data: dict[str, Any]) -> None:
+        if kind == "plan":
+            ls.protocol.notify("ornith/plan", {"taskId": state.task.id, **data})
+            message = "replanning" if data.get("replan") else "plan ready"
+        elif kind == "step":
+            state.step = f"step {data['index']}/{data['of']}: {data['intent']}"
+            message = state.step
+        elif kind == "verify":
+            message = "verified" if data.get("ok") else "verification failed"
+        else:
+            return
+        if progress:
+            ls.work_done_progress.report(token, types.WorkDoneProgressReport(message=message))
+
+    outcome = "cancelled"
+    try:
+        async with ls.backend.client() as llm:
+            state.result = await fix(state.task, root=ls.root, llm=llm, settings=ls.settings,
+                                     context_length=ls.backend.plan.context_length, overlays=overlays,
+                                     baseline=ls.baseline, on_event=on_event)
+        report = state.result.report
+        outcome = f"{report.status}: {report.reason}"[:200]
+        if state.result.verified:
+            ls.say(f"Ornith: verified fix ready for {state.task.title!r}; apply it from the code action", show=True)
+        else:
+            ls.say(f"Ornith: no verified fix for {state.task.title!r}: {outcome}", show=True)
+        ls.protocol.notify("ornith/fixDone", {"taskId": state.task.id, "status": report.status,
+                                              "reason": report.reason, "verified": state.result.verified})
+    except asyncio.CancelledError:
+        ls.protocol.notify("ornith/fixDone", {"taskId": state.task.id, "status": "cancelled", "reason": "cancelled", "verified": False})
+        raise
+    except Exception as exc:  # a fix must never take the server down
+        state.error = str(exc)
+        outcome = f"error: {exc}"
+        ls.say(f"Ornith: the fix failed: {exc}", types.MessageType.Error, show=True)
+        ls.protocol.notify("ornith/fixDone", {"taskId": state.task.id, "status": "error", "reason": str(exc), "verified": False})
+    finally:
+        if progress:
+            ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message=outcome))
+
+
+async def apply(ls: OrnithServer, task_id: str) -> dict[str, Any]:
+    state = ls.fixes.by_task.get(task_id)
+    if state is None or state.result is None or not state.result.verified:
+        return {"applied": False, "reason": f"no verified fix for task {task_id}"}
+    edit = workspace_edit(ls, state)
+    if isinstance(edit, str):
+        return {"applied": False, "reason": edit}
+    result = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(edit=edit, label=state.task.title))
+    return {"applied": bool(result.applied), "reason": result.failure_reason or ""}
+
+
+async def run_tests_command(ls: OrnithServer) -> dict[str, Any]:
+    """Run the tests on the editor's view of the code (saved files plus unsaved
+    buffers, in a shadow tree) and publish failures as diagnostics."""
+    if ls.root is None:
+        raise ValueError("the workspace has no root folder")
+    texts, _ = _open_documents(ls)
+    async with await Shadow.create(ls.root, texts, label="tests") as shadow:
+        run = await run_tests(shadow.path, ls.settings.agent.test_command, timeout_s=ls.settings.agent.test_timeout_s)
+    ls.baseline = [r.node_id for r in run.results if r.outcome == "passed"]
+    tasks = tasks_from_results(run.results)
+    by_uri: dict[str, list[Task]] = {}
+    for task in tasks:
+        path = task.location.path if task.location else (task.test_id or "").split("::")[0]
+        by_uri.setdefault(from_fs_path(str(ls.root / path)), []).append(task)
+    for uri in set(ls.fixes.test_tasks) | set(by_uri):
+        diags = [types.Diagnostic(
+            range=_line_range(t.location.line if t.location else 1), message=f"{t.test_id}: {t.message}",
+            severity=types.DiagnosticSeverity.Error, source=TEST_SOURCE, data={"taskId": t.id})
+            for t in by_uri.get(uri, [])]
+        ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=diags))
+    ls.fixes.test_tasks = by_uri
+    return {"passed": len(ls.baseline), "failed": len(tasks), "reportFound": run.report_found,
+            "timedOut": run.timed_out, "tasks": [t.model_dump(mode="json") for t in tasks]}
+
+
+def _line_range(line: int) -> types.Range:
+    return types.Range(start=types.Position(line=line - 1, character=0), end=types.Position(line=line, character=0))
+
+
+def code_lenses(ls: OrnithServer, uri: str) -> list[types.CodeLens]:
+    return [types.CodeLens(range=_line_range(t.location.line if t.location else 1),
+                           command=types.Command(title=f"Ornith: fix {t.test_id}", command="ornith.fix", arguments=[t.model_dump(mode="json")]))
+            for t in ls.fixes.test_tasks.get(uri, [])]
+
+
+async def fix_tests(ls: OrnithServer) -> dict[str, Any]:
+    summary = await run_tests_command(ls)
+    started = [await start_fix(ls, task) for tasks in ls.fixes.test_tasks.values() for task in tasks]
+    return {**summary, "started": started}
+
+
+def cancel(ls: OrnithServer, task_id: str | None) -> dict[str, Any]:
+    cancelled = []
+    for tid, state in ls.fixes.by_task.items():
+        if (task_id in (None, tid)) and state.job is not None and not state.job.done():
+            state.job.cancel()
+            cancelled.append(tid)
+    return {"cancelled": cancelled}
+
+
+def show(ls: OrnithServer, task_id: str) -> dict[str, Any]:
+    state = ls.fixes.by_task.get(task_id)
+    if state is None:
+        return {"taskId": task_id, "status": "unknown"}
+    r = state.result
+    return {"taskId": task_id, "status": state.status, "step": state.step, "error": state.error,
+            "title": state.task.title,
+            "scaffold": r.report.scaffolds[-1] if r and r.report.scaffolds else None,
+            "diff": r.diff if r else "", "verified": bool(r and r.verified),
+            "reason": r.report.reason if r else "", "checkpoint": r.checkpoint_id if r else None}
+
+
+def roll_back(ls: OrnithServer, task_id: str) -> dict[str, Any]:
+    state = ls.fixes.by_task.get(task_id)
+    checkpoint = state.result.checkpoint_id if state and state.result else task_id
+    try:
+        done = rollback(ls.root, checkpoint)
+    except WorkspaceError as exc:
+        return {"rolledBack": False, "reason": str(exc)}
+    return {"rolledBack": True, "restored": list(done.restored), "removed": list(done.removed), "undo": done.undo}

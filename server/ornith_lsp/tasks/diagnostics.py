@@ -1,0 +1,70 @@
+"""Editor diagnostics as tasks.
+
+The editor speaks in URIs, 0-based lines and UTF-16 columns; the agent and the
+reports speak in workspace-relative paths and 1-based lines, like every
+compiler message a model has read.  The conversion happens here, once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lsprotocol import types as lsp
+from pygls.uris import to_fs_path
+
+from ornith_lsp.tasks.model import Location, Task
+
+TITLE_LIMIT = 100
+
+
+def relative_path(root: Path, path: str | os.PathLike[str]) -> str | None:
+    """``path`` as a POSIX path relative to ``root``, or None when it lies outside.
+
+    Both the literal and the symlink-resolved spellings are tried, because an
+    editor may open the workspace through a symlink the tools resolve (or not).
+    """
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        candidate = root / candidate
+    for base, target in (
+        (Path(os.path.abspath(root)), Path(os.path.abspath(candidate))),
+        (root.resolve(), candidate.resolve()),
+    ):
+        try:
+            rel = target.relative_to(base)
+        except ValueError:
+            continue
+        return rel.as_posix() if rel.parts else None
+    return None
+
+
+def task_title(verb: str, message: str) -> str:
+    """One line for a code action menu: the first line of the message, cut short."""
+    first = message.strip().splitlines()[0] if message.strip() else ""
+    if len(first) > TITLE_LIMIT:
+        first = first[: TITLE_LIMIT - 1] + "…"
+    return f"Ornith: {verb} {first}".rstrip()
+
+
+def from_lsp_diagnostic(root: Path, uri: str, diag: lsp.Diagnostic) -> Task:
+    """The task of making ``diag`` go away.
+
+    Columns become 1-based like the lines (the LSP's UTF-16 count, plus one);
+    a range that ends at column 0 of a later line ends on the line before it,
+    which is how a "whole line" diagnostic is usually sent.
+    """
+    fs_path = to_fs_path(uri) if uri.startswith("file:") else None
+    rel = relative_path(root, fs_path) if fs_path else None
+    if rel is None:
+        raise ValueError(f"diagnostic for {uri} is outside the workspace {root}")
+    start, end = diag.range.start, diag.range.end
+    end_line = end.line if end.character == 0 and end.line > start.line else end.line + 1
+    return Task(
+        source="diagnostic",
+        title=task_title("fix", diag.message),
+        message=diag.message,
+        location=Location(path=rel, line=start.line + 1, end_line=end_line, column=start.character + 1),
+        code=None if diag.code is None else str(diag.code),
+        diagnostic_source=diag.source,
+    )

@@ -1,0 +1,212 @@
+"""Failing tests as tasks, read from pytest's JUnit XML report.
+
+The report, not the console output, is the source of truth: it is stable
+across pytest versions and plugins, where the terminal summary is not.  A test
+suite can still end without writing it (``os._exit``, a segfault, a timeout),
+and then the run says so instead of pretending every test passed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ornith_lsp import procs
+from ornith_lsp.tasks.diagnostics import relative_path, task_title
+from ornith_lsp.tasks.model import Location, Task
+
+Outcome = Literal["passed", "failed", "error", "skipped"]
+
+DEFAULT_COMMAND = (sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q")
+
+# "calc.py:5: ZeroDivisionError" / "tests/test_x.py:12: in test_y" (pytest's long and short styles)
+_PYTEST_FRAME = re.compile(r"^(?P<path>[^\s<>][^:\n]*?\.py):(?P<line>\d+):(?: |$)", re.MULTILINE)
+# 'File "/abs/calc.py", line 5, in helper' (--tb=native, and SyntaxErrors in every style)
+_NATIVE_FRAME = re.compile(r'File "(?P<path>[^"\n]+)", line (?P<line>\d+)')
+_LIBRARY_DIRS = {"site-packages", "dist-packages"}
+_TEST_DIRS = {"tests", "test"}
+
+
+@dataclass(frozen=True)
+class TestResult:
+    __test__ = False  # not a pytest test class, whatever its name
+
+    node_id: str
+    outcome: Outcome
+    message: str = ""
+    traceback: str = ""
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
+class TestRun:
+    __test__ = False
+
+    results: list[TestResult] = field(default_factory=list)
+    report_found: bool = False
+    timed_out: bool = False
+    output: str = ""
+    returncode: int | None = None
+
+    @property
+    def failures(self) -> list[TestResult]:
+        return [r for r in self.results if r.outcome in ("failed", "error")]
+
+
+async def run_tests(
+    root: Path,
+    command: Sequence[str] | None = None,
+    *,
+    timeout_s: float = 300,
+    node_ids: Sequence[str] = (),
+) -> TestRun:
+    """Run the test command in ``root`` and read its report.
+
+    ``command`` must accept pytest's arguments: ``--junitxml`` and an ``-o``
+    option are appended (xunit1, whose ``file``/``line`` attributes make node
+    ids exact), then ``node_ids``.  Bytecode writing is switched off so a run
+    in the shadow tree leaves no ``__pycache__`` in the diff.
+    """
+    argv = list(command or DEFAULT_COMMAND)
+    with tempfile.TemporaryDirectory(prefix="ornith-pytest-") as tmp:
+        report = Path(tmp) / "report.xml"
+        argv += [f"--junitxml={report}", "-o", "junit_family=xunit1", *node_ids]
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        try:
+            result = await procs.run(argv, root, timeout_s, env=env)
+        except OSError as exc:
+            return TestRun(output=f"cannot start the test command {argv[0]!r}: {exc}")
+        output = result.output
+        if result.timed_out:
+            output += f"\n[ornith] the test command did not finish within {timeout_s:g}s and was killed\n"
+        results: list[TestResult] = []
+        found = report.is_file()
+        if found:
+            try:
+                results = parse_junit(report.read_text("utf-8", "replace"), root)
+            except ValueError as exc:
+                found = False
+                output += f"\n[ornith] the JUnit report is unreadable ({exc})\n"
+        else:
+            output += (
+                "\n[ornith] no JUnit report was written: the test process ended before pytest "
+                "could write it (os._exit, a crash, a kill) or the command does not run pytest\n"
+            )
+    return TestRun(results, found, result.timed_out, output, result.returncode)
+
+
+def parse_junit(xml_text: str, root: Path) -> list[TestResult]:
+    """Every test case of a pytest JUnit report; ValueError when it is not one."""
+    try:
+        tree = ET.fromstring(xml_text)
+    except ET.ParseError as exc:
+        raise ValueError(f"not a JUnit XML report: {exc}") from exc
+    return [_result(case, root) for case in tree.iter("testcase")]
+
+
+def _result(case: ET.Element, root: Path) -> TestResult:
+    node_id = node_id_of(case.get("classname", ""), case.get("name", ""), case.get("file"), root)
+    outcome: Outcome = "passed"
+    message = traceback = ""
+    for tag, name in (("failure", "failed"), ("error", "error"), ("skipped", "skipped")):
+        element = case.find(tag)
+        if element is not None:
+            outcome = name  # type: ignore[assignment]
+            message = element.get("message", "")
+            traceback = element.text or ""
+            break
+    location = None
+    if outcome in ("failed", "error"):
+        test_file = node_id.split("::")[0]
+        line = case.get("line")
+        own = Location(path=test_file, line=int(line) + 1) if line and line.isdigit() else None
+        location = failure_location(traceback, root, test_file) or own
+    return TestResult(node_id, outcome, message, traceback, location)
+
+
+def node_id_of(classname: str, name: str, file: str | None, root: Path) -> str:
+    """Undo pytest's ``mangle_test_address``: ``tests.test_x.TestC`` + ``test_y``
+    becomes ``tests/test_x.py::TestC::test_y``.
+
+    The dotted classname does not say where the module ends and the classes
+    begin.  The ``file`` attribute (xunit1) settles it; without it the longest
+    prefix that is a file under ``root`` does; failing that, the trailing
+    capitalised parts are taken for classes.
+    """
+    parts = [p for p in classname.split(".") if p]
+    if not parts:  # collection errors: name is the module, file the path
+        return file or name.replace(".", "/") + ".py"
+    split = None
+    if file:
+        module = file.removesuffix(".py").replace("/", ".").replace("\\", ".").split(".")
+        if parts[: len(module)] == module:
+            split = len(module)
+    if split is None:
+        for k in range(len(parts), 0, -1):
+            if (root / Path(*parts[:k])).with_suffix(".py").is_file():
+                split = k
+                break
+    if split is None:
+        split = len(parts)
+        while split > 1 and parts[split - 1][:1].isupper():
+            split -= 1
+    path = file or "/".join(parts[:split]) + ".py"
+    return "::".join([path, *parts[split:], name])
+
+
+def failure_location(traceback: str, root: Path, test_file: str) -> Location | None:
+    """Where a failure points: the deepest frame in the code under test.
+
+    A test that fails because ``helper()`` divided by zero should send the
+    agent to ``helper``, not to the assertion that called it.  Frames in
+    libraries (site-packages, even inside the workspace's venv) and in test
+    files are skipped; when only test frames remain, the deepest of those is
+    the answer (an assertion that simply does not hold).  Only the text is
+    read, never the files it names.
+    """
+    frames: list[tuple[int, Location]] = []
+    for pattern in (_PYTEST_FRAME, _NATIVE_FRAME):
+        for match in pattern.finditer(traceback):
+            rel = relative_path(root, match["path"])
+            if rel is None or _LIBRARY_DIRS & set(rel.split("/")):
+                continue
+            frames.append((match.start(), Location(path=rel, line=int(match["line"]))))
+    frames.sort(key=lambda item: item[0])
+    code = [loc for _, loc in frames if not _is_test_file(loc.path) and loc.path != test_file]
+    if code:
+        return code[-1]
+    tests = [loc for _, loc in frames]
+    return tests[-1] if tests else None
+
+
+def _is_test_file(path: str) -> bool:
+    *dirs, name = path.split("/")
+    return (
+        name == "conftest.py"
+        or name.startswith("test_")
+        or name.endswith("_test.py")
+        or bool(_TEST_DIRS & set(dirs))
+    )
+
+
+def tasks_from_results(results: Sequence[TestResult]) -> list[Task]:
+    """One task per failed or erroring test; passes and skips ask for nothing."""
+    return [
+        Task(
+            source="test",
+            title=task_title("fix failing test", r.node_id),
+            message=r.message or f"{r.node_id} {r.outcome}",
+            location=r.location,
+            test_id=r.node_id,
+            traceback=r.traceback,
+        )
+        for r in results
+        if r.outcome in ("failed", "error")
+    ]

@@ -1,0 +1,119 @@
+"""Code action -> fix -> diff -> workspace/applyEdit, through a real LSP client.
+
+The model is the ScriptedPolicyServer TEST DOUBLE (a real HTTP server replaying
+fixed answers), configured as a remote endpoint; the server, the shadow tree,
+pytest and the guard are real."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+from agent_repos import CALC, make_repo, snapshot
+from policy_double import ScriptedPolicyServer
+from test_agent_scripted import FINISH, GOOD_EDIT, PLAN, READ, STEP_DONE
+
+SERVER = ClientServerConfig(server_command=[sys.executable, "-m", "ornith_lsp", "serve"],
+                            server_env={**os.environ})
+
+
+@pytest.fixture
+def policy():
+    with ScriptedPolicyServer([PLAN, READ, STEP_DONE, GOOD_EDIT, STEP_DONE, FINISH]) as server:
+        yield server
+
+
+@pytest_lsp.fixture(config=SERVER)
+async def editor(lsp_client: LanguageClient, tmp_path, policy):
+    repo = make_repo(tmp_path / "repo", CALC)
+    lsp_client.repo = repo
+    lsp_client.applied_edits = []
+
+    @lsp_client.feature(types.WORKSPACE_APPLY_EDIT)
+    def apply_edit(params: types.ApplyWorkspaceEditParams):
+        lsp_client.applied_edits.append(params.edit)
+        return types.ApplyWorkspaceEditResult(applied=True)
+
+    await lsp_client.initialize_session(types.InitializeParams(
+        capabilities=client_capabilities("visual_studio_code"), root_uri=repo.as_uri(),
+        initialization_options={"ornith": {"backend": {"kind": "remote", "endpoint": policy.url, "model": "scripted"},
+                                           "agent": {"test_timeout_s": 60}}}))
+    for _ in range(100):
+        status = await lsp_client.workspace_execute_command_async(types.ExecuteCommandParams(command="ornith.backendStatus"))
+        if status["state"] == "ready":
+            break
+        await asyncio.sleep(0.05)
+    yield
+    await lsp_client.shutdown_session()
+
+
+def execute(client: LanguageClient, command: str, *args):
+    return client.workspace_execute_command_async(types.ExecuteCommandParams(command=command, arguments=list(args)))
+
+
+async def test_code_action_fix_diff_and_versioned_apply(editor: LanguageClient):
+    repo = editor.repo
+    before = snapshot(repo)
+    uri = (repo / "calc.py").as_uri()
+    editor.text_document_did_open(types.DidOpenTextDocumentParams(types.TextDocumentItem(
+        uri=uri, language_id="python", version=1, text=(repo / "calc.py").read_text())))
+
+    summary = await execute(editor, "ornith.runTests")
+    assert summary["failed"] == 1 and summary["passed"] == 1 and summary["reportFound"]
+    # the failure points at the assert in the test (add() raised nothing): that is where it is shown
+    test_uri = (repo / "test_calc.py").as_uri()
+    diags = editor.diagnostics[test_uri]
+    assert len(diags) == 1 and diags[0].source == "ornith-tests" and diags[0].range.start.line == 4
+    assert "test_calc.py::test_add" in diags[0].message
+
+    async def ask():
+        """Raw JSON: lsprotocol's client-side hook reads any CodeAction that has a
+        ``command`` as a bare Command, which real editors do not."""
+        params = types.CodeActionParams(text_document=types.TextDocumentIdentifier(test_uri), range=diags[0].range,
+                                        context=types.CodeActionContext(diagnostics=list(diags)))
+        original = editor.protocol.get_result_type
+        editor.protocol.get_result_type = lambda method: None
+        try:
+            return await editor.protocol.send_request_async(types.TEXT_DOCUMENT_CODE_ACTION, params)
+        finally:
+            editor.protocol.get_result_type = original
+
+    actions = await ask()
+    assert len(actions) == 1 and actions[0]["title"].startswith("Ornith: fix") and actions[0]["kind"] == "quickfix"
+    finished = asyncio.ensure_future(editor.wait_for_notification("ornith/fixDone"))
+    planned = asyncio.ensure_future(editor.wait_for_notification("ornith/plan"))
+    started = await execute(editor, actions[0]["command"]["command"], *actions[0]["command"]["arguments"])
+    assert started["status"] == "started"
+    plan = await asyncio.wait_for(planned, 60)
+    assert plan.scaffold.goal == PLAN["goal"] and plan.replan is None
+    done = await asyncio.wait_for(finished, 120)
+    assert done.status == "fixed" and done.verified, done
+
+    actions = await ask()
+    apply_action = next(a for a in actions if a["title"].startswith("Ornith: apply verified fix"))
+    change = apply_action["edit"]["documentChanges"][0]
+    assert change["textDocument"] == {"uri": uri, "version": 1}
+    assert "".join(e["newText"] for e in change["edits"]).strip() == "+"
+    shown = await execute(editor, "ornith.showDiff", done.taskId)
+    assert "+    return a + b" in shown["diff"] and shown["scaffold"]["goal"]
+
+    result = await execute(editor, "ornith.apply", done.taskId)
+    assert result["applied"] is True
+    assert len(editor.applied_edits) == 1
+    assert snapshot(repo) == before, "the server wrote the user's files itself"
+
+    # the user types in calc.py after the fix was made: applying is refused, not clobbered
+    editor.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text="def add(a, b):\n    return 0\n")]))
+    refused = await execute(editor, "ornith.apply", done.taskId)
+    assert refused["applied"] is False and "edited after the fix started" in refused["reason"]
+    assert len(editor.applied_edits) == 1
+    actions = await ask()
+    assert not any(a["title"].startswith("Ornith: apply") for a in actions)
