@@ -72,6 +72,10 @@ async def test_start_stream_schema_and_clean_stop(tmp_path, llama_server, embedd
             )
             obj = json.loads(done.text)
             assert isinstance(obj["name"], str) and isinstance(obj["age"], int)
+
+            count = client.token_counter()
+            one, many = await asyncio.to_thread(count, "hello world"), await asyncio.to_thread(count, "hello world " * 50)
+            assert 1 <= one < many and many >= 50
     finally:
         await backend.stop()
     assert not alive(pid)

@@ -9,6 +9,7 @@ decision.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import tempfile
@@ -71,6 +72,21 @@ def build_context(root: Path, task: Task, token_budget: int = CONTEXT_TOKENS,
     parts.append("Repository map:\n" + repo_map(index, focus_paths=focus, mentioned=mentioned_identifiers(task),
                                                 token_budget=token_budget, **kwargs))
     return "\n\n".join(parts)
+
+
+def _safe(count: Callable[[str], int] | None) -> Callable[[str], int] | None:
+    """The backend's tokenizer, falling back to the estimate if it stops answering."""
+    if count is None:
+        return None
+    from ornith_lsp.context import estimate_tokens
+
+    def counted(text: str) -> int:
+        try:
+            return count(text)
+        except Exception:
+            return estimate_tokens(text)
+
+    return counted
 
 
 class TaskChecks:
@@ -190,7 +206,7 @@ async def fix(task: Task, *, root: Path, llm: ChatClient, settings: Settings, co
             notes = "; ".join(verdict.notes)
             return Verification(ok=True, summary=f"verified: {notes}{'; ' + detail if detail else ''}")
 
-        context = build_context(shadow.path, task)
+        context = await asyncio.to_thread(build_context, shadow.path, task, CONTEXT_TOKENS, _safe(llm.token_counter()))
         limits = Limits(turns=settings.agent.max_turns, tokens=settings.agent.max_tokens,
                         wall_s=settings.agent.max_wall_s, output_tokens=settings.agent.max_output_tokens,
                         context_length=context_length, temperature=settings.agent.temperature)

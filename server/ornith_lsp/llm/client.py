@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 import httpx
@@ -229,6 +229,23 @@ class ChatClient:
             log.debug("GET %s/health failed: %s", self.root, type(exc).__name__)
             return False
         return response.status_code == 200
+
+    def token_counter(self) -> Callable[[str], int] | None:
+        """A synchronous counter on llama-server's ``/tokenize`` (the repo map is
+        cut to a budget by a binary search that calls it a dozen times, from a
+        worker thread); None for servers without one, and callers then estimate."""
+        if self.flavor != "llamacpp":
+            return None
+        url = f"{self.root}/tokenize"
+        timeout = self._connect_timeout
+
+        def count(text: str) -> int:
+            with httpx.Client(timeout=timeout, trust_env=False) as http:
+                response = http.post(url, json={"content": text})
+                response.raise_for_status()
+                return len(response.json().get("tokens", []))
+
+        return count
 
     def _body(
         self,
