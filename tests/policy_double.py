@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
 class ScriptedPolicyServer:
-    def __init__(self, answers: list[str | dict[str, Any]]):
+    def __init__(self, answers: list[str | dict[str, Any]], delay_s: float = 0.0):
+        self.delay_s = delay_s
         self.answers = [a if isinstance(a, str) else json.dumps(a) for a in answers]
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -40,6 +42,7 @@ class ScriptedPolicyServer:
                 with outer._lock:
                     outer.requests.append(request)
                     index = len(outer.requests) - 1
+                time.sleep(outer.delay_s)
                 text = outer.answers[index] if index < len(outer.answers) else '{"tool": "finish", "summary": "script ran out"}'
                 prompt = sum(len(m["content"]) for m in request["messages"]) // 4
                 body = json.dumps({

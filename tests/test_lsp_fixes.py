@@ -24,8 +24,9 @@ SERVER = ClientServerConfig(server_command=[sys.executable, "-m", "ornith_lsp", 
 
 
 @pytest.fixture
-def policy():
-    with ScriptedPolicyServer([PLAN, READ, STEP_DONE, GOOD_EDIT, STEP_DONE, FINISH]) as server:
+def policy(request):
+    delay = getattr(request, "param", 0.0)
+    with ScriptedPolicyServer([PLAN, READ, STEP_DONE, GOOD_EDIT, STEP_DONE, FINISH], delay_s=delay) as server:
         yield server
 
 
@@ -117,3 +118,26 @@ async def test_code_action_fix_diff_and_versioned_apply(editor: LanguageClient):
     assert len(editor.applied_edits) == 1
     actions = await ask()
     assert not any(a["title"].startswith("Ornith: apply") for a in actions)
+
+
+@pytest.mark.parametrize("policy", [2.0], indirect=True)
+async def test_cancel_stops_a_running_fix_and_outside_paths_get_no_action(editor: LanguageClient, policy):
+    repo = editor.repo
+    await execute(editor, "ornith.runTests")
+    test_uri = (repo / "test_calc.py").as_uri()
+    diag = editor.diagnostics[test_uri][0]
+    task = (await execute(editor, "ornith.runTests"))["tasks"][0]
+    finished = asyncio.ensure_future(editor.wait_for_notification("ornith/fixDone"))
+    started = await execute(editor, "ornith.fix", task)
+    assert started["status"] == "started"
+    assert (await execute(editor, "ornith.showPlan", started["taskId"]))["status"] == "running"
+    cancelled = await execute(editor, "ornith.cancel", started["taskId"])
+    assert cancelled["cancelled"] == [started["taskId"]]
+    done = await asyncio.wait_for(finished, 30)
+    assert done.status == "cancelled" and not done.verified
+
+    # a document outside the workspace: no task, no action, nothing read
+    outside = types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier("file:///etc/passwd"), range=diag.range,
+        context=types.CodeActionContext(diagnostics=[types.Diagnostic(range=diag.range, message="x", source="pyright")]))
+    assert list(await editor.text_document_code_action_async(outside)) == []
