@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from guard_corpus import corpus
-from ornith_lsp.guard import diffs
+from ornith_lsp.workspace import diffs
 
 BASE = {
     "plain.py": "a = 1\nb = 2\nc = 3\n",
@@ -92,6 +92,7 @@ def test_unreadable_diffs_say_why(text, message):
     ("--- a/plain.py\n+++ b/plain.py\n@@ -1,2 +1,2 @@\n a = 1\n-b = 99\n+b = 3\n", "hunk 1 .* does not apply.*line 2 is 'b = 2'"),
     ("--- a/missing.py\n+++ b/missing.py\n@@ -1 +1 @@\n-a\n+b\n", "does not exist in the base tree"),
     ("diff --git a/plain.py b/plain.py\nnew file mode 100644\n--- /dev/null\n+++ b/plain.py\n@@ -0,0 +1 @@\n+x\n", "already exists"),
+    ("--- a/no_newline.py\n+++ b/no_newline.py\n@@ -1,2 +1,2 @@\n x = 1\n-y = 2\n+y = 3\n", "line 2 'y = 2' is the file's last, and the diff expects a newline"),
 ])
 def test_diffs_that_do_not_apply_say_where(text, message):
     with pytest.raises(diffs.PatchConflict, match=message):

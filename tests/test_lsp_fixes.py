@@ -89,10 +89,13 @@ async def test_code_action_fix_diff_and_versioned_apply(editor: LanguageClient):
     assert len(actions) == 1 and actions[0]["title"].startswith("Ornith: fix") and actions[0]["kind"] == "quickfix"
     finished = asyncio.ensure_future(editor.wait_for_notification("ornith/fixDone"))
     planned = asyncio.ensure_future(editor.wait_for_notification("ornith/plan"))
+    stepped = asyncio.ensure_future(editor.wait_for_notification("ornith/step"))
     started = await execute(editor, actions[0]["command"]["command"], *actions[0]["command"]["arguments"])
     assert started["status"] == "started"
     plan = await asyncio.wait_for(planned, 60)
     assert plan.scaffold.goal == PLAN["goal"] and plan.replan is None
+    step = await asyncio.wait_for(stepped, 60)
+    assert (step.index, step.of, step.intent) == (1, 3, "read calc.py")
     done = await asyncio.wait_for(finished, 120)
     assert done.status == "fixed" and done.verified, done
 
@@ -131,6 +134,8 @@ async def test_cancel_stops_a_running_fix_and_outside_paths_get_no_action(editor
     started = await execute(editor, "ornith.fix", task)
     assert started["status"] == "started"
     assert (await execute(editor, "ornith.showPlan", started["taskId"]))["status"] == "running"
+    listed = await execute(editor, "ornith.tasks")
+    assert [t["taskId"] for t in listed] == [started["taskId"]] and listed[0]["status"] == "running"
     cancelled = await execute(editor, "ornith.cancel", started["taskId"])
     assert cancelled["cancelled"] == [started["taskId"]]
     done = await asyncio.wait_for(finished, 30)

@@ -35,7 +35,7 @@ def test_each_layer_overrides_the_one_below(tmp_path):
 
 
 def test_env_json_values_and_unrelated_variables(tmp_path):
-    env = {"ORNITH_CLIENT__MAX_RETRIES": "7", "ORNITHOLOGY": "x", "PATH": "/bin"}
+    env = {"ORNITH_CLIENT__MAX_RETRIES": "7", "ORNITHOLOGY": "x", "ORNITH_HOME": "/somewhere", "PATH": "/bin"}
     assert s.load(tmp_path, environ=env).client.max_retries == 7
 
 

@@ -23,7 +23,8 @@ from ornith_lsp.workspace import (
     list_checkpoints,
     rollback,
 )
-from ornith_lsp.workspace.edits import parse_diff
+from ornith_lsp.workspace import diffs
+from ornith_lsp.workspace.edits import text_edits
 
 GIT_ENV = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
@@ -319,6 +320,31 @@ def test_missing_final_newline_and_crlf(tmp_path):
     assert all("\n" not in e.new_text for e in doc.edits)
 
 
+def test_the_editor_gets_the_text_the_guard_judged(tmp_path):
+    """One placement for both: a hunk that moved (the user added lines above
+    it since) reaches the editor as exactly the text the guard approved."""
+    old = "".join(f"x{i} = {i}\n" for i in range(30))
+    new = old.replace("x20 = 20\n", "x20 = 'twenty'\nx20b = 0\n")
+    [patch] = diffs.parse(make_diff(tmp_path, "m.py", old, new))
+    moved = "# header\n" * 3 + old
+    approved = diffs.apply([patch], {"m.py": moved}.get)["m.py"]
+    assert approved == "# header\n" * 3 + new
+    assert apply_text_edits(moved, text_edits(moved, patch)) == approved
+
+
+def test_a_copy_creates_a_file_and_a_rename_moves_one(tmp_path):
+    diff = ("diff --git a/src.py b/dup.py\nsimilarity index 90%\ncopy from src.py\ncopy to dup.py\n"
+            "--- a/src.py\n+++ b/dup.py\n@@ -1,2 +1,2 @@\n x = 1\n-y = 2\n+y = 3\n"
+            "diff --git a/old.py b/new.py\nsimilarity index 100%\nrename from old.py\nrename to new.py\n")
+    texts = {"src.py": "x = 1\ny = 2\n", "old.py": "o = 1\n"}
+    create, fill, rename = diff_to_workspace_edit(diff, tmp_path, {"src.py": 4}, texts).document_changes
+    assert isinstance(create, lsp.CreateFile) and create.uri.endswith("/dup.py")
+    assert fill.edits[0].new_text == "x = 1\ny = 3\n"
+    assert isinstance(rename, lsp.RenameFile) and rename.new_uri.endswith("/new.py")
+    with pytest.raises(PatchError, match="old.py: .*current text was not given"):
+        diff_to_workspace_edit(diff, tmp_path, {}, {"src.py": texts["src.py"], "new.py": ""})
+
+
 def test_edit_for_a_changed_buffer_is_refused(tmp_path):
     diff = make_diff(tmp_path, "f.txt", "x = 1\n", "x = 2\n")
     with pytest.raises(PatchError, match="changed since"):
@@ -329,8 +355,8 @@ def test_edit_for_a_changed_buffer_is_refused(tmp_path):
 
 def test_parse_diff_refuses_paths_out_of_the_workspace():
     bad = "diff --git a/../etc/passwd b/../etc/passwd\n--- a/../etc/passwd\n+++ b/../etc/passwd\n@@ -1 +1 @@\n-x\n+y\n"
-    with pytest.raises(PatchError, match="leaves the workspace"):
-        parse_diff(bad)
+    with pytest.raises(PatchError, match="not inside the repository"):
+        diffs.parse(bad)
 
 
 def test_apply_to_tree_is_all_or_nothing(tmp_path):

@@ -26,7 +26,7 @@ from ornith_lsp.llm.client import ChatClient
 from ornith_lsp.tasks import Task
 from ornith_lsp.tasks.linters import run_mypy, run_ruff
 from ornith_lsp.tasks.pytest_report import run_tests, tasks_from_results
-from ornith_lsp.workspace import Shadow, WorkspaceError, apply_to_tree
+from ornith_lsp.workspace import Shadow, WorkspaceError, apply_to_tree, diffs
 from ornith_lsp.workspace.repo import run_git
 
 
@@ -202,18 +202,16 @@ async def run_fix(args: argparse.Namespace, settings: settings_mod.Settings) -> 
 
 
 def _changed_texts(root: Path, diff: str, overlays: dict[str, str]) -> dict[str, str]:
-    """The post-fix text of each file the diff touches, for the next task's shadow."""
-    from ornith_lsp.workspace.edits import apply_diff_to_text, parse_diff
+    """The post-fix text of each file the diff touches, for the next task's
+    shadow; a removed file becomes empty text, since overlays hold only text."""
 
-    out: dict[str, str] = {}
-    for fd in parse_diff(diff):
-        path = fd.path
-        before = overlays.get(path)
-        if before is None:
-            file = root / path
-            before = file.read_text(encoding="utf-8") if file.exists() else ""
-        out[path] = apply_diff_to_text(before, fd)
-    return out
+    def read(path: str) -> str | None:
+        if path in overlays:
+            return overlays[path]
+        file = root / path
+        return file.read_text(encoding="utf-8") if file.is_file() else None
+
+    return {path: text or "" for path, text in diffs.apply(diffs.parse(diff), read).items()}
 
 
 def _judge(settings: settings_mod.Settings, backend: Backend) -> Judge | None:

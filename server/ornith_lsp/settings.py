@@ -148,6 +148,8 @@ def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX:
             continue
         path = name[len(ENV_PREFIX) :].lower().split("__")
+        if path[0] not in Settings.model_fields:
+            continue  # an unrelated ORNITH_* variable in the user's shell is not ours to reject
         value: Any = raw
         if raw[:1] in "[{":
             try:

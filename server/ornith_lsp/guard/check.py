@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ornith_lsp.guard import diffs
 from ornith_lsp.guard.boundary import SECTIONED, Boundary
 from ornith_lsp.guard.grading import DirBase, GradeResult, agrade, normalise_targets
 from ornith_lsp.guard.judge import Judge, JudgeUnavailable
@@ -28,6 +27,7 @@ from ornith_lsp.guard.monitors.copies import looks_like_reference
 from ornith_lsp.guard.monitors.core import list_files, read_text
 from ornith_lsp.guard.monitors.testside import describe
 from ornith_lsp.guard.verdict import Finding, GuardError, Verdict
+from ornith_lsp.workspace import diffs
 
 __all__ = ["Finding", "GuardError", "Review", "Verdict", "acheck_diff", "check_diff", "open_repo", "parse_task", "review_diff"]
 

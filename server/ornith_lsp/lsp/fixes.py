@@ -25,8 +25,7 @@ from ornith_lsp.backends.runtime import BackendUnavailable
 from ornith_lsp.tasks import Task
 from ornith_lsp.tasks.diagnostics import from_lsp_diagnostic, relative_path
 from ornith_lsp.tasks.pytest_report import run_tests, tasks_from_results
-from ornith_lsp.workspace.edits import parse_diff
-from ornith_lsp.workspace import PatchError, Shadow, WorkspaceError, diff_to_workspace_edit, rollback
+from ornith_lsp.workspace import PatchError, Shadow, WorkspaceError, diff_to_workspace_edit, diffs, rollback
 
 if TYPE_CHECKING:
     from ornith_lsp.lsp.server import OrnithServer
@@ -41,6 +40,7 @@ class FixState:
     job: asyncio.Task[Any] | None = None
     result: FixResult | None = None
     step: str = ""
+    scaffold: dict[str, Any] | None = None
     error: str | None = None
 
     @property
@@ -140,7 +140,8 @@ def workspace_edit(ls: OrnithServer, state: FixState) -> types.WorkspaceEdit | s
 
 
 def _paths(diff: str) -> list[str]:
-    return [fd.path for fd in parse_diff(diff)]
+    """Every path whose current text the edit needs: a rename reads its source."""
+    return list(dict.fromkeys(path for patch in diffs.parse(diff) for path in patch.paths()))
 
 
 def _encoding(ls: OrnithServer) -> str:
@@ -171,14 +172,20 @@ async def _run_fix(ls: OrnithServer, state: FixState, overlays: dict[str, str]) 
         with contextlib.suppress(Exception):
             await ls.work_done_progress.create_async(token)
         ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title=state.task.title, cancellable=True))
+        # the client's Cancel button on the progress cancels pygls' token future
+        cancelled = ls.work_done_progress.tokens.get(token)
+        if cancelled is not None and state.job is not None:
+            cancelled.add_done_callback(lambda f: state.job.cancel() if f.cancelled() else None)
 
     def on_event(kind: str, data: dict[str, Any]) -> None:
         if kind == "plan":
+            state.scaffold = data["scaffold"]
             ls.protocol.notify("ornith/plan", {"taskId": state.task.id, **data})
             message = "replanning" if data.get("replan") else "plan ready"
         elif kind == "step":
             state.step = f"step {data['index']}/{data['of']}: {data['intent']}"
             message = state.step
+            ls.protocol.notify("ornith/step", {"taskId": state.task.id, "title": state.task.title, **data})
         elif kind == "verify":
             message = "verified" if data.get("ok") else "verification failed"
         else:
@@ -195,10 +202,11 @@ async def _run_fix(ls: OrnithServer, state: FixState, overlays: dict[str, str]) 
         report = state.result.report
         outcome = f"{report.status}: {report.reason}"[:200]
         if state.result.verified:
-            ls.say(f"Ornith: verified fix ready for {state.task.title!r}; apply it from the code action", show=True)
+            ls.say("Ornith: verified fix ready", show=True)
         else:
-            ls.say(f"Ornith: no verified fix for {state.task.title!r}: {outcome}", show=True)
-        ls.protocol.notify("ornith/fixDone", {"taskId": state.task.id, "status": report.status,
+            ls.say(f"Ornith: no verified fix ({report.status})", show=True)
+        ls.say(f"Ornith: {state.task.title}: {outcome}")
+        ls.protocol.notify("ornith/fixDone", {"taskId": state.task.id, "title": state.task.title, "status": report.status,
                                               "reason": report.reason, "verified": state.result.verified})
     except asyncio.CancelledError:
         ls.protocol.notify("ornith/fixDone", {"taskId": state.task.id, "status": "cancelled", "reason": "cancelled", "verified": False})
@@ -281,9 +289,14 @@ def show(ls: OrnithServer, task_id: str) -> dict[str, Any]:
     r = state.result
     return {"taskId": task_id, "status": state.status, "step": state.step, "error": state.error,
             "title": state.task.title,
-            "scaffold": r.report.scaffolds[-1] if r and r.report.scaffolds else None,
+            "scaffold": state.scaffold,
             "diff": r.diff if r else "", "verified": bool(r and r.verified),
             "reason": r.report.reason if r else "", "checkpoint": r.checkpoint_id if r else None}
+
+
+def list_tasks(ls: OrnithServer) -> list[dict[str, Any]]:
+    return [{"taskId": tid, "title": st.task.title, "status": st.status, "step": st.step}
+            for tid, st in ls.fixes.by_task.items()]
 
 
 def roll_back(ls: OrnithServer, task_id: str) -> dict[str, Any]:

@@ -119,7 +119,7 @@ class OrnithServer(LanguageServer):
                 self.say(f"ornith: {problem}", types.MessageType.Warning)
             self.backend = Backend(self.settings, the_plan, on_event=on_event)
             await self.backend.start()
-            outcome = f"{the_plan.backend} ready: {the_plan.model_size}, context {the_plan.context_length}"
+            outcome = f"{the_plan.backend} ready: {the_plan.model_size or the_plan.model}, context {the_plan.context_length}"
         except BackendUnavailable:
             pass  # on_event has already told the user
         except Exception as exc:  # planning errors, bad hardware file, ...
@@ -222,6 +222,10 @@ def build(cli_settings: dict[str, Any] | None = None) -> OrnithServer:
     @server.command("ornith.showPlan")
     def show_plan(ls: OrnithServer, task_id: str) -> dict[str, Any]:
         return fixes.show(ls, task_id)
+
+    @server.command("ornith.tasks")
+    def list_tasks(ls: OrnithServer, *args: Any) -> list[dict[str, Any]]:
+        return fixes.list_tasks(ls)
 
     @server.command("ornith.cancel")
     def cancel(ls: OrnithServer, task_id: str | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from ornith_lsp.guard.diffs import split_lines
+from ornith_lsp.workspace.diffs import split_lines
 
 RULES: list[tuple[int, str, re.Pattern[str]]] = [
     (5, "adds a skip", re.compile(r"mark\.skip|pytest\.skip\(|SkipTest|unittest\.skip|importorskip|skipif")),

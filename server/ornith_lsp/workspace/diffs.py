@@ -1,11 +1,21 @@
-"""Unified diffs in ``git diff`` form: parse them and apply them, in memory.
+"""Unified diffs in ``git diff`` form: parse them once, place their hunks once.
 
-The guard must judge the tree a diff *would* produce without touching the
-user's files, and the honest corpus of 164 fixes must be checked in seconds,
-so applying is a pure function over strings rather than a ``git apply``
-process.  It is as strict as ``git apply`` without fuzz: every context and
-removed line must match, though a hunk may sit at another offset, as git
-allows.  Paths that leave the root (absolute, ``..``) are refused here, once,
+Two readers need the same answer to "what does this diff do, and where does
+each hunk land": the guard, which judges the tree a diff *would* produce
+without touching the user's files (and checks a corpus of 164 fixes in
+seconds, so applying is a pure function over strings, not a ``git apply``
+process), and the editor side, which turns a verified diff into the smallest
+TextEdits against the buffers the user has now.  Two parsers would sooner or
+later disagree on a quoted path or a missing final newline, and the guard
+would then approve one change while the editor applied another.  The guard
+sits on a higher floor and imports this; the workspace cannot import the
+guard.
+
+Applying is as strict as ``git apply`` without fuzz: every context and
+removed line must match, including whether the file's last line ends in a
+newline, though a hunk may sit at another offset, as git allows.  Lines are
+split on ``\\n`` only, as git does: a ``\\r`` stays part of its line.  Paths
+that leave the root (absolute, ``..``, a drive) are refused while parsing,
 so no later layer has to think about them.
 """
 
@@ -19,23 +29,28 @@ _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\", "a": "\a", "b": "\b", "f": "\f", "r": "\r", "v": "\v"}
 
 
-class DiffError(ValueError):
-    """The text is not a diff this guard can read; the message says where and why."""
+class PatchError(ValueError):
+    """The diff cannot be used; editor-side callers need not tell why apart."""
 
 
-class PatchConflict(ValueError):
-    """The diff is well formed but does not apply to the base tree."""
+class DiffError(PatchError):
+    """The text is not a diff that can be read; the message says where and why."""
+
+
+class PatchConflict(PatchError):
+    """The diff is well formed but does not apply to the text it meets."""
 
 
 @dataclass(frozen=True)
 class Hunk:
+    """One ``@@`` block; each line is ``(tag, text)`` with the text's own line
+    ending, so a line that git marks "\\ No newline at end of file" simply lacks it."""
+
     old_start: int
     old_len: int
     new_start: int
     new_len: int
     lines: tuple[tuple[str, str], ...]
-    old_missing_newline: bool = False
-    new_missing_newline: bool = False
 
     @property
     def header(self) -> str:
@@ -51,6 +66,7 @@ class FilePatch:
     hunks: list[Hunk] = field(default_factory=list)
     diff_line: int = 0
     new_mode: str | None = None
+    old_blob: str | None = None
 
     @property
     def is_symlink(self) -> bool:
@@ -65,9 +81,17 @@ class FilePatch:
         return [p for p in dict.fromkeys((self.old_path, self.new_path)) if p]
 
 
+@dataclass(frozen=True)
+class LineChange:
+    """Old lines ``[start, end)`` (0-based) become ``new``, lines with their endings."""
+
+    start: int
+    end: int
+    new: tuple[str, ...]
+
+
 def split_lines(text: str) -> tuple[list[str], bool]:
-    """Lines without their ``\\n`` and whether the text ended with one.  A
-    ``\\r`` stays part of its line, exactly as it appears in a diff of a CRLF file."""
+    """Lines without their ``\\n`` and whether the text ended with one."""
     if text == "":
         return [], True
     lines = text.split("\n")
@@ -76,10 +100,13 @@ def split_lines(text: str) -> tuple[list[str], bool]:
     return lines, False
 
 
-def join_lines(lines: list[str], final_newline: bool) -> str:
-    if not lines:
-        return ""
-    return "\n".join(lines) + ("\n" if final_newline else "")
+def split_with_endings(text: str) -> list[str]:
+    """Lines with their ``\\n``; only the last may lack it.  ``"".join`` gives ``text`` back."""
+    parts = text.split("\n")
+    return [p + "\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
+# ----------------------------------------------------------------- parsing
 
 
 def _unquote(raw: str) -> str:
@@ -91,7 +118,7 @@ def _unquote(raw: str) -> str:
         ch = body[i]
         if ch == "\\" and i + 1 < len(body):
             nxt = body[i + 1]
-            if nxt in "01234567" and i + 3 < len(body) + 1:
+            if nxt in "01234567" and i + 4 <= len(body):
                 out.append(int(body[i + 1 : i + 4], 8))
                 i += 4
                 continue
@@ -125,7 +152,9 @@ def safe_relpath(path: str, where: str = "path") -> str:
 
 
 def _git_header_paths(rest: str, lineno: int) -> tuple[str | None, str | None]:
-    """``diff --git a/x b/x``: the only header a pure rename or a binary file has."""
+    """``diff --git a/x b/x``: the only header a pure rename or a binary file
+    has.  The same path twice is split exactly in the middle, so paths with
+    spaces survive."""
     rest = rest.rstrip("\r")
     if rest.startswith('"'):
         m = re.match(r'^("(?:[^"\\]|\\.)*")\s+(.*)$', rest)
@@ -184,16 +213,12 @@ def parse(diff_text: str) -> list[FilePatch]:
                 current.status = "deleted"
             i += 2
             continue
-        if current is not None and not current.hunks:
-            handled = _extended_header(current, head, lineno)
-            if handled:
-                if head.startswith("GIT binary patch"):
+        if current is not None and not current.hunks and _extended_header(current, head, lineno):
+            i += 1
+            if head.startswith("GIT binary patch"):
+                while i < len(lines) and not lines[i].startswith("diff --git "):
                     i += 1
-                    while i < len(lines) and not lines[i].startswith("diff --git "):
-                        i += 1
-                    continue
-                i += 1
-                continue
+            continue
         if head.startswith("@@"):
             if current is None or (current.old_path is None and current.new_path is None):
                 raise DiffError(f"diff line {lineno}: a hunk without a file header (--- / +++)")
@@ -242,6 +267,8 @@ def _extended_header(patch: FilePatch, head: str, lineno: int) -> bool:
         pass
     elif head.startswith("index "):
         fields = head.split()
+        old_blob = fields[1].split("..")[0] if len(fields) > 1 else ""
+        patch.old_blob = old_blob if old_blob.strip("0") else None
         if len(fields) == 3 and patch.new_mode is None:
             patch.new_mode = fields[2]
     else:
@@ -259,78 +286,76 @@ def _read_hunk(lines: list[str], i: int) -> tuple[Hunk, int]:
     new_len = int(m.group(4)) if m.group(4) is not None else 1
     body: list[tuple[str, str]] = []
     old_seen = new_seen = 0
-    missing = {"-": False, "+": False}
     i += 1
     while i < len(lines):
         line = lines[i]
         tag, text = (line[:1], line[1:]) if line else (" ", "")
         if tag == "\\":
             # "\ No newline at end of file" speaks of the line just above it.
-            last = body[-1][0] if body else " "
-            for side in ("-", "+"):
-                if last in (" ", side):
-                    missing[side] = True
+            if body:
+                body[-1] = (body[-1][0], body[-1][1].removesuffix("\n"))
             i += 1
             continue
-        if old_seen >= old_len and new_seen >= new_len:
+        if (old_seen >= old_len and new_seen >= new_len) or tag not in " -+":
             break
-        if tag == " ":
-            old_seen += 1
-            new_seen += 1
-        elif tag == "-":
-            old_seen += 1
-        elif tag == "+":
-            new_seen += 1
-        else:
-            break
-        body.append((tag, text))
+        old_seen += tag in " -"
+        new_seen += tag in " +"
+        body.append((tag, text + "\n"))
         i += 1
     if old_seen != old_len or new_seen != new_len:
         raise DiffError(
             f"diff line {i}: the hunk {head!r} is truncated or miscounted "
             f"(announced -{old_len} +{new_len}, found -{old_seen} +{new_seen})"
         )
-    return Hunk(old_start, old_len, new_start, new_len, tuple(body), missing["-"], missing["+"]), i
+    return Hunk(old_start, old_len, new_start, new_len, tuple(body)), i
 
 
-def apply_hunks(path: str, old_text: str, hunks: list[Hunk]) -> str:
-    """The text after ``hunks``; PatchConflict names the first hunk that does not fit."""
-    return _apply_hunks(path, old_text, hunks)[0]
+# ---------------------------------------------------------------- placing
 
 
-def _apply_hunks(path: str, old_text: str, hunks: list[Hunk]) -> tuple[str, frozenset[int]]:
-    """The new text and the lines (1-based) the hunks added, where they really
-    landed: a hunk applied at an offset must not hide its lines from the monitors."""
-    old_lines, final_nl = split_lines(old_text)
-    out: list[str] = []
-    added: set[int] = set()
-    cursor = 0
-    new_final_nl = final_nl
+def locate(path: str, lines: list[str], hunks: list[Hunk], *, exact: bool = False) -> list[LineChange]:
+    """Where each run of removed and added lines falls in ``lines`` (from
+    :func:`split_with_endings`); PatchConflict names the first hunk that does not fit.
+
+    A hunk is looked for at its stated line first, then -- unless ``exact`` --
+    at ever larger offsets either way, as ``git apply`` does: the user may have
+    added lines above it since, or a model may have miscounted.  Runs rather
+    than whole hunks, so an editor can be sent only what changes."""
+    out: list[LineChange] = []
+    floor = 0
     for number, hunk in enumerate(hunks, 1):
         before = [t for tag, t in hunk.lines if tag in " -"]
         want = hunk.old_start if hunk.old_len == 0 else hunk.old_start - 1
-        pos = _find(old_lines, before, want, cursor)
+        pos = _find(lines, before, want, floor, exact)
         if pos is None:
-            raise PatchConflict(_conflict_message(path, number, hunk, old_lines, before, want))
-        out.extend(old_lines[cursor:pos])
-        for tag, text in hunk.lines:
-            if tag in " +":
-                out.append(text)
-                if tag == "+":
-                    added.add(len(out))
-        cursor = pos + len(before)
-        if cursor == len(old_lines):
-            new_final_nl = not hunk.new_missing_newline if any(tag in " +" for tag, _ in hunk.lines) else True
-    out.extend(old_lines[cursor:])
-    return join_lines(out, new_final_nl), frozenset(added)
+            raise PatchConflict(_conflict_message(path, number, hunk, lines, before, want))
+        row, run_start, added = pos, None, []
+        for tag, text in (*hunk.lines, (" ", "")):
+            if tag == " ":
+                if run_start is not None:
+                    out.append(LineChange(run_start, row, tuple(added)))
+                    run_start, added = None, []
+                row += 1
+                continue
+            if run_start is None:
+                run_start = row
+            if tag == "-":
+                row += 1
+            else:
+                added.append(text)
+        floor = pos + len(before)
+    return out
 
 
-def _find(lines: list[str], block: list[str], want: int, floor: int) -> int | None:
-    """git's rule: the stated position first, then ever further offsets either way."""
+def _find(lines: list[str], block: list[str], want: int, floor: int, exact: bool) -> int | None:
+    """git's rule: the stated position first, then ever further offsets either
+    way.  A block with no lines to match is only taken where it says: any
+    other place would fit it just as well, so none is evidence."""
     limit = len(lines) - len(block)
     if limit < floor:
         return None
-    for delta in range(0, max(limit, want) + 1):
+    reach = 0 if exact or not block else max(limit, want)
+    for delta in range(reach + 1):
         for pos in (want - delta, want + delta) if delta else (want,):
             if floor <= pos <= limit and lines[pos : pos + len(block)] == block:
                 return pos
@@ -341,30 +366,65 @@ def _conflict_message(path: str, number: int, hunk: Hunk, lines: list[str], befo
     detail = ""
     for k, expected in enumerate(before):
         actual = lines[want + k] if 0 <= want + k < len(lines) else None
-        if actual != expected:
-            shown = "end of file" if actual is None else repr(actual[:80])
-            detail = f": line {want + k + 1} is {shown}, the diff expects {expected[:80]!r}"
-            break
+        if actual == expected:
+            continue
+        wanted, shown = expected.removesuffix("\n"), (actual or "").removesuffix("\n")
+        if actual is None:
+            detail = f": line {want + k + 1} is the end of the file, the diff expects {wanted[:80]!r}"
+        elif shown == wanted:
+            ending = "a newline" if expected.endswith("\n") else "no newline"
+            detail = f": line {want + k + 1} {wanted[:80]!r} is the file's last, and the diff expects {ending} after it"
+        else:
+            detail = f": line {want + k + 1} is {shown[:80]!r}, the diff expects {wanted[:80]!r}"
+        break
     return (
-        f"{path}: hunk {number} ({hunk.header}) does not apply to the base file{detail}. "
-        "The diff must be made against the repository's current state."
+        f"{path}: hunk {number} ({hunk.header}) does not apply{detail}. "
+        "A diff must be made against the current text: this one was made against other text, "
+        "or the file changed since."
     )
 
 
-def apply(patches: list[FilePatch], read: Callable[[str], str | None]) -> dict[str, str | None]:
+# ---------------------------------------------------------------- applying
+
+
+def apply_hunks(path: str, old_text: str, hunks: list[Hunk], *, exact: bool = False) -> str:
+    """The text after ``hunks``; PatchConflict names the first hunk that does not fit."""
+    return _apply_hunks(path, old_text, hunks, exact)[0]
+
+
+def _apply_hunks(path: str, old_text: str, hunks: list[Hunk], exact: bool = False) -> tuple[str, frozenset[int]]:
+    """The new text and the lines (1-based) the hunks added, where they really
+    landed: a hunk applied at an offset must not hide its lines from the monitors."""
+    lines = split_with_endings(old_text)
+    out: list[str] = []
+    added: set[int] = set()
+    cursor = 0
+    for change in locate(path, lines, hunks, exact=exact):
+        out += lines[cursor : change.start]
+        added.update(range(len(out) + 1, len(out) + len(change.new) + 1))
+        out += change.new
+        cursor = change.end
+    out += lines[cursor:]
+    return "".join(out), frozenset(added)
+
+
+def apply(
+    patches: list[FilePatch], read: Callable[[str], str | None], *, exact: bool = False
+) -> dict[str, str | None]:
     """Path -> content after the change (None: deleted), for every path touched."""
-    return apply_with_lines(patches, read)[0]
+    return apply_with_lines(patches, read, exact=exact)[0]
 
 
 def apply_with_lines(
-    patches: list[FilePatch], read: Callable[[str], str | None]
+    patches: list[FilePatch], read: Callable[[str], str | None], *, exact: bool = False
 ) -> tuple[dict[str, str | None], dict[str, frozenset[int]]]:
     """(path -> content after the change, None when deleted; path -> added lines).
 
     ``read`` gives base contents (None for a missing file).  Binary patches
     are left out: their content cannot be checked, and the caller blocks them.
     A file patched twice in one diff counts as wholly added, to stay on the
-    safe side."""
+    safe side.  ``exact`` holds every hunk to its stated line, for writing to
+    disk where the diff claims to be made against exactly these files."""
     result: dict[str, str | None] = {}
     added: dict[str, frozenset[int]] = {}
 
@@ -373,7 +433,7 @@ def apply_with_lines(
 
     def record(path: str, text: str, lines: frozenset[int]) -> None:
         if path in added:
-            lines = frozenset(range(1, len(split_lines(text)[0]) + 1))
+            lines = frozenset(range(1, len(split_with_endings(text)) + 1))
         result[path], added[path] = text, lines
 
     for patch in patches:
@@ -382,17 +442,17 @@ def apply_with_lines(
         if patch.status == "added":
             if current(patch.new_path) is not None:  # type: ignore[arg-type]
                 raise PatchConflict(f"{patch.new_path}: the diff creates it, but it already exists in the base tree")
-            record(patch.new_path, *_apply_hunks(patch.new_path, "", patch.hunks))  # type: ignore[arg-type]
+            record(patch.new_path, *_apply_hunks(patch.new_path, "", patch.hunks, exact))  # type: ignore[arg-type]
             continue
         old = current(patch.old_path)  # type: ignore[arg-type]
         if old is None:
             raise PatchConflict(f"{patch.old_path}: the diff changes it, but it does not exist in the base tree")
         if patch.status == "deleted":
-            if patch.hunks and apply_hunks(patch.old_path, old, patch.hunks):  # type: ignore[arg-type]
+            if patch.hunks and apply_hunks(patch.old_path, old, patch.hunks, exact=exact):  # type: ignore[arg-type]
                 raise PatchConflict(f"{patch.old_path}: the diff deletes it, but its removed lines do not match the file")
             result[patch.old_path] = None  # type: ignore[index]
             continue
-        new, lines = _apply_hunks(patch.path, old, patch.hunks)
+        new, lines = _apply_hunks(patch.path, old, patch.hunks, exact)
         if patch.status in ("renamed", "copied") and patch.new_path != patch.old_path and current(patch.new_path) is not None:  # type: ignore[arg-type]
             raise PatchConflict(f"{patch.new_path}: the diff {patch.status[:-1]}s a file onto it, but it already exists")
         if patch.status == "renamed":
@@ -415,4 +475,3 @@ def added_lines(patch: FilePatch) -> frozenset[int]:
             if tag in " +":
                 line += 1
     return frozenset(out)
-
