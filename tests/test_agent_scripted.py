@@ -4,7 +4,6 @@ real — shadow git worktree, tools, pytest runs, the guard."""
 
 from __future__ import annotations
 
-import json
 
 from ornith_lsp import settings as settings_mod
 from ornith_lsp.agent import scaffold as sc

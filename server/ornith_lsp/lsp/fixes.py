@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
