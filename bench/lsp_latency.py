@@ -1,0 +1,227 @@
+"""Editor-facing latency of the language server, idle versus while an agent
+task keeps the model busy.
+
+A real LSP client (pygls's ``LanguageClient``) starts ``ornith-lsp serve``
+over stdio with the embedded backend, runs the tests of a small generated
+repo (``ornith.runTests``), then times two requests round trip:
+``textDocument/codeAction`` on the failing test's diagnostic and
+``workspace/executeCommand ornith.backendStatus`` (which also probes the
+backend's ``/health``).  The server has no hover provider, so there is no
+``textDocument/hover`` to time.  Idle: nothing else running.  Busy: a fix
+started with ``ornith.fix`` is running (restarted whenever it ends) and
+llama-server's ``/slots`` says the slot is processing before and after the
+request.  Figures: p50 and p99 of each, and busy / idle.
+
+    python bench/lsp_latency.py [--samples 300] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+
+from common import SMALL_REPO, headline, make_repo, percentile, ratio, write
+
+KINDS = ("codeAction", "backendStatus")
+
+
+class Editor:
+    """The client side: starts the server, remembers diagnostics and fixDone."""
+
+    def __init__(self) -> None:
+        self.client = LanguageClient("ornith-bench", "1")
+        self.diagnostics: dict[str, list[Any]] = {}
+        self.fix_done = asyncio.Event()
+
+        @self.client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+        def _diagnostics(params: types.PublishDiagnosticsParams) -> None:
+            self.diagnostics[params.uri] = list(params.diagnostics)
+
+        @self.client.feature("ornith/fixDone")
+        def _fix_done(params: Any) -> None:
+            self.fix_done.set()
+
+        for method in ("ornith/plan", types.WINDOW_LOG_MESSAGE, types.WINDOW_SHOW_MESSAGE):
+            self.client.feature(method)(lambda params: None)
+
+    async def start(self, repo: Path, options: dict) -> None:
+        await self.client.start_io(sys.executable, "-m", "ornith_lsp", "serve")
+        server = self.client._server
+        assert server is not None and server.stderr is not None
+        self._drain = asyncio.create_task(self._read_all(server.stderr))
+        await self.client.initialize_async(types.InitializeParams(
+            capabilities=types.ClientCapabilities(), process_id=os.getpid(), root_uri=repo.as_uri(),
+            initialization_options={"ornith": options}))
+        self.client.initialized(types.InitializedParams())
+        # raw JSON results: lsprotocol's client-side converter would read a CodeAction
+        # that carries a command as a bare Command, which no editor does
+        typed = self.client.protocol.get_result_type
+        self.client.protocol.get_result_type = lambda m: None if m == types.TEXT_DOCUMENT_CODE_ACTION else typed(m)
+
+    @staticmethod
+    async def _read_all(stream: asyncio.StreamReader) -> None:
+        """stderr is a pipe: keep it drained so the server can never block on it."""
+        while await stream.read(65536):
+            pass
+
+    async def request(self, method: str, params: Any) -> Any:
+        return await self.client.protocol.send_request_async(method, params)
+
+    async def command(self, name: str, *args: Any) -> Any:
+        return await self.request(types.WORKSPACE_EXECUTE_COMMAND,
+                                  types.ExecuteCommandParams(command=name, arguments=list(args)))
+
+    async def stop(self) -> None:
+        server = self.client._server
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.request(types.SHUTDOWN, None), 60)
+            self.client.protocol.notify(types.EXIT, None)
+        if server is not None:
+            try:
+                await asyncio.wait_for(server.wait(), 30)
+            except asyncio.TimeoutError:
+                server.kill()  # the process this benchmark started, by its handle
+                await server.wait()
+        self.client._stop_event.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.client.stop(), 10)
+
+
+async def slot_busy(http: httpx.AsyncClient, root: str) -> bool:
+    try:
+        slots = (await http.get(f"{root}/slots", timeout=5)).json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    return any(s.get("is_processing") for s in slots if isinstance(s, dict))
+
+
+def stats(samples: list[float]) -> dict:
+    return {"n": len(samples), "p50_ms": percentile(samples, 50), "p99_ms": percentile(samples, 99)}
+
+
+async def main(samples: int, busy_limit_s: float, quick: bool) -> dict:
+    with tempfile.TemporaryDirectory(prefix="ornith-lsp-latency-") as tmp:
+        repo = make_repo(Path(tmp) / "repo", SMALL_REPO)
+        options = {"backend": {"kind": "embedded"}, "log_dir": str(Path(tmp) / "logs"),
+                   "client": {"read_timeout_s": 900},
+                   "agent": {"max_turns": 60, "max_wall_s": 3600, "test_timeout_s": 120}}
+        editor = Editor()
+        llama_pid = None
+        try:
+            await editor.start(repo, options)
+            deadline = time.monotonic() + 300
+            while (status := await editor.command("ornith.backendStatus"))["state"] != "ready":
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the backend never became ready: {status}")
+                await asyncio.sleep(0.2)
+            llama_pid, root = status.get("pid"), status["endpoint"].removesuffix("/v1")
+            summary = await editor.command("ornith.runTests")
+            test_uri = (repo / "tests" / "test_cart.py").as_uri()
+            diags = editor.diagnostics.get(test_uri) or []
+            assert summary["failed"] == 1 and diags, (summary, editor.diagnostics)
+            action_params = types.CodeActionParams(
+                text_document=types.TextDocumentIdentifier(uri=test_uri), range=diags[0].range,
+                context=types.CodeActionContext(diagnostics=diags))
+            actions = await editor.request(types.TEXT_DOCUMENT_CODE_ACTION, action_params)
+            fix_args = actions[0]["command"]["arguments"]
+
+            async def timed(kind: str) -> float:
+                t0 = time.perf_counter()
+                if kind == "codeAction":
+                    await editor.request(types.TEXT_DOCUMENT_CODE_ACTION, action_params)
+                else:
+                    await editor.command("ornith.backendStatus")
+                return (time.perf_counter() - t0) * 1000
+
+            idle: dict[str, list[float]] = {k: [] for k in KINDS}
+            busy: dict[str, list[float]] = {k: [] for k in KINDS}
+            fix_running_model_idle: dict[str, list[float]] = {k: [] for k in KINDS}
+            fixes_started = 0
+            async with httpx.AsyncClient(trust_env=False) as http:
+                for _ in range(3):  # warm-up, not counted
+                    for kind in KINDS:
+                        await timed(kind)
+                for _ in range(samples):
+                    for kind in KINDS:
+                        idle[kind].append(await timed(kind))
+                        await asyncio.sleep(0.01)
+                editor.fix_done.clear()
+                await editor.command("ornith.fix", *fix_args)
+                fixes_started += 1
+                end = time.monotonic() + busy_limit_s
+                while min(len(v) for v in busy.values()) < samples and time.monotonic() < end:
+                    if editor.fix_done.is_set():
+                        editor.fix_done.clear()
+                        await editor.command("ornith.fix", *fix_args)
+                        fixes_started += 1
+                    for kind in KINDS:
+                        before = await slot_busy(http, root)
+                        ms = await timed(kind)
+                        after = await slot_busy(http, root)
+                        (busy if before and after else fix_running_model_idle)[kind].append(ms)
+                        await asyncio.sleep(0.01)
+            await editor.command("ornith.cancel", fix_args[0]["id"])
+        finally:
+            await editor.stop()
+            if llama_pid:  # the server reaps its backend; make sure, by the pid it reported
+                for _ in range(50):
+                    try:
+                        os.kill(llama_pid, 0)
+                    except ProcessLookupError:
+                        break
+                    await asyncio.sleep(0.2)
+                else:
+                    os.kill(llama_pid, signal.SIGKILL)
+
+    result: dict[str, Any] = {
+        "note": "the server has no textDocument/hover provider; codeAction and "
+                "workspace/executeCommand ornith.backendStatus are timed instead",
+        "samples_per_kind": samples, "fixes_started": fixes_started,
+        "idle": {k: stats(v) for k, v in idle.items()},
+        "busy": {k: stats(v) for k, v in busy.items()},
+        "fix_running_model_idle": {k: stats(v) for k, v in fix_running_model_idle.items()},
+        "raw_ms": {"idle": idle, "busy": busy, "fix_running_model_idle": fix_running_model_idle},
+    }
+    result["ratio_busy_over_idle"] = {
+        k: {"p50": ratio(result["busy"][k]["p50_ms"], result["idle"][k]["p50_ms"]),
+            "p99": ratio(result["busy"][k]["p99_ms"], result["idle"][k]["p99_ms"])} for k in KINDS}
+    result["headline"] = [
+        headline(f"{k} p50 idle / busy (ms)", f"{_ms(result['idle'][k]['p50_ms'])} / {_ms(result['busy'][k]['p50_ms'])}")
+        for k in KINDS] + [
+        headline(f"{k} p99 busy / idle", result["ratio_busy_over_idle"][k]["p99"], "x") for k in KINDS]
+    return result
+
+
+def _ms(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.1f}"
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--samples", type=int, default=300, help="per request kind, idle and busy")
+    p.add_argument("--busy-limit-s", type=float, default=900, help="stop sampling the busy phase after this")
+    p.add_argument("--quick", action="store_true", help="20 samples each, at most 60 s busy")
+    a = p.parse_args()
+    samples, limit = (20, 60) if a.quick else (a.samples, a.busy_limit_s)
+    result = asyncio.run(main(samples, limit, a.quick))
+    path = write("lsp_latency", result, a.quick)
+    print(f"{'request':<16}{'phase':<8}{'n':>5}{'p50 ms':>10}{'p99 ms':>10}")
+    for k in KINDS:
+        for phase in ("idle", "busy"):
+            s = result[phase][k]
+            print(f"{k:<16}{phase:<8}{s['n']:>5}{_ms(s['p50_ms']):>10}{_ms(s['p99_ms']):>10}")
+        r = result["ratio_busy_over_idle"][k]
+        print(f"{'':<16}busy/idle  p50 {r['p50']}  p99 {r['p99']}")
+    print(f"-> {path}")
