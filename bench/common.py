@@ -11,6 +11,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +20,8 @@ from ornith_lsp import settings as settings_mod
 from ornith_lsp.backends.runtime import Backend, make_plan
 
 RESULTS = Path(__file__).resolve().parent / "results"
-HUMANEVALFIX = Path(os.environ.get("ORNITH_HUMANEVALFIX", "/work/shared/data/humanevalfix/humanevalpack_python.jsonl"))
+HUMANEVALFIX = Path(os.environ.get("ORNITH_HUMANEVALFIX") or Path(__file__).resolve().parents[2] / "shared" / "data"
+                    / "humanevalfix" / "humanevalpack_python.jsonl")
 
 
 def machine() -> dict:
@@ -49,6 +51,51 @@ def llama_servers_running() -> int:
     return count
 
 
+def _ancestors(pid: int) -> set[int]:
+    seen: set[int] = set()
+    while pid > 1 and pid not in seen:
+        seen.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return seen
+
+
+class Contention:
+    """Samples, every few seconds while a benchmark runs, the load average and
+    whether a llama-server that is not this benchmark's own is running.  On a
+    2-core machine one other llama-server slows ours several times over, so
+    the results say how much of the run was shared."""
+
+    def __init__(self, interval_s: float = 5.0) -> None:
+        self.samples = 0
+        self.foreign = 0
+        self.max_load = 0.0
+        self._interval = interval_s
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        me = os.getpid()
+        while True:
+            others = 0
+            for comm in Path("/proc").glob("[0-9]*/comm"):
+                with contextlib.suppress(OSError, ValueError):
+                    if comm.read_text().strip() == "llama-server" and me not in _ancestors(int(comm.parent.name)):
+                        others += 1
+            self.samples += 1
+            self.foreign += others > 0
+            self.max_load = max(self.max_load, os.getloadavg()[0])
+            time.sleep(self._interval)
+
+    def report(self) -> dict:
+        return {"samples": self.samples, "max_load_1m": round(self.max_load, 2),
+                "fraction_with_another_llama_server": round(self.foreign / self.samples, 3) if self.samples else None}
+
+
+CONTENTION = Contention()
+
+
 def percentile(values: list[float], q: float) -> float | None:
     """Nearest-rank percentile (q in 0..100): an observed value, never an interpolation."""
     values = sorted(v for v in values if v is not None)
@@ -74,7 +121,7 @@ def write(name: str, data: dict, quick: bool) -> Path:
               "date": time.strftime("%Y-%m-%d"), "machine": machine(), "quick": quick,
               # other work on the machine moves absolute times; the ratios are what to quote
               "load_average_at_write": [round(x, 2) for x in os.getloadavg()],
-              "other_llama_servers_at_write": llama_servers_running(), **data}
+              "other_llama_servers_at_write": llama_servers_running(), "contention": CONTENTION.report(), **data}
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path
 

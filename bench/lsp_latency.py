@@ -3,11 +3,11 @@ task keeps the model busy.
 
 A real LSP client (pygls's ``LanguageClient``) starts ``ornith-lsp serve``
 over stdio with the embedded backend, runs the tests of a small generated
-repo (``ornith.runTests``), then times two requests round trip:
-``textDocument/codeAction`` on the failing test's diagnostic and
+repo (``ornith.runTests``), then times three requests round trip:
+``textDocument/codeAction`` and ``textDocument/hover`` on the failing test's
+diagnostic (the hover shows the fix's status and plan), and
 ``workspace/executeCommand ornith.backendStatus`` (which also probes the
-backend's ``/health``).  The server has no hover provider, so there is no
-``textDocument/hover`` to time.  Idle: nothing else running.  Busy: a fix
+backend's ``/health``).  Idle: nothing else running.  Busy: a fix
 started with ``ornith.fix`` is running (restarted whenever it ends) and
 llama-server's ``/slots`` says the slot is processing before and after the
 request.  Figures: p50 and p99 of each, and busy / idle.
@@ -34,7 +34,7 @@ from pygls.lsp.client import LanguageClient
 
 from common import SMALL_REPO, headline, make_repo, percentile, ratio, write
 
-KINDS = ("codeAction", "backendStatus")
+KINDS = ("codeAction", "hover", "backendStatus")
 
 
 class Editor:
@@ -134,13 +134,18 @@ async def main(samples: int, busy_limit_s: float, quick: bool) -> dict:
             action_params = types.CodeActionParams(
                 text_document=types.TextDocumentIdentifier(uri=test_uri), range=diags[0].range,
                 context=types.CodeActionContext(diagnostics=diags))
+            hover_params = types.HoverParams(text_document=types.TextDocumentIdentifier(uri=test_uri),
+                                             position=diags[0].range.start)
             actions = await editor.request(types.TEXT_DOCUMENT_CODE_ACTION, action_params)
+            assert await editor.request(types.TEXT_DOCUMENT_HOVER, hover_params), "no hover on the failing test"
             fix_args = actions[0]["command"]["arguments"]
 
             async def timed(kind: str) -> float:
                 t0 = time.perf_counter()
                 if kind == "codeAction":
                     await editor.request(types.TEXT_DOCUMENT_CODE_ACTION, action_params)
+                elif kind == "hover":
+                    await editor.request(types.TEXT_DOCUMENT_HOVER, hover_params)
                 else:
                     await editor.command("ornith.backendStatus")
                 return (time.perf_counter() - t0) * 1000
@@ -186,8 +191,6 @@ async def main(samples: int, busy_limit_s: float, quick: bool) -> dict:
                     os.kill(llama_pid, signal.SIGKILL)
 
     result: dict[str, Any] = {
-        "note": "the server has no textDocument/hover provider; codeAction and "
-                "workspace/executeCommand ornith.backendStatus are timed instead",
         "samples_per_kind": samples, "fixes_started": fixes_started,
         "idle": {k: stats(v) for k, v in idle.items()},
         "busy": {k: stats(v) for k, v in busy.items()},

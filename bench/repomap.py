@@ -231,6 +231,8 @@ def main(runs: int, budget: int, quick: bool) -> dict:
         result["headline"] += [
             headline("same with aider's RepoMap, cold / after one change", f"{a['cold_s']:.2f} s / {a['update_s']:.3f} s"),
             headline("repo map peak memory (aider)", a["peak_mib"], "MiB"),
+            headline("aider / ornith: cold time, time after one change, peak memory",
+                     " / ".join(f"{result['ratio_aider_over_ornith'][k]}x" for k in ("cold_s", "update_s", "peak_mib"))),
         ]
     else:
         result["headline"].append(headline("aider's RepoMap", result["aider_not_measured"]))

@@ -17,7 +17,8 @@ from guard_corpus import corpus
 from ornith_lsp.guard.boundary import Boundary
 from ornith_lsp.guard.check import acheck_diff, review_diff
 
-DATA = Path("/work/shared/data/humanevalfix/humanevalpack_python.jsonl")
+# the project is checked out with ../shared beside it
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "humanevalfix" / "humanevalpack_python.jsonl"
 TASK = {"kind": "test", "tests": ["test_solution.py::test_check"]}
 GRADED_SAMPLE = ("Python/0", "Python/33", "Python/103", "Python/163")
 

@@ -85,6 +85,14 @@ async def test_code_action_fix_diff_and_versioned_apply(editor: LanguageClient):
         finally:
             editor.protocol.get_result_type = original
 
+    def hover(line: int):
+        return editor.text_document_hover_async(types.HoverParams(
+            text_document=types.TextDocumentIdentifier(test_uri), position=types.Position(line=line, character=4)))
+
+    assert await hover(0) is None, "a line without a task has no Ornith hover"
+    shown = await hover(4)
+    assert shown.contents.kind == "markdown" and "not started" in shown.contents.value
+
     actions = await ask()
     assert len(actions) == 1 and actions[0]["title"].startswith("Ornith: fix") and actions[0]["kind"] == "quickfix"
     finished = asyncio.ensure_future(editor.wait_for_notification("ornith/fixDone"))
@@ -104,6 +112,8 @@ async def test_code_action_fix_diff_and_versioned_apply(editor: LanguageClient):
     change = apply_action["edit"]["documentChanges"][0]
     assert change["textDocument"] == {"uri": uri, "version": 1}
     assert "".join(e["newText"] for e in change["edits"]).strip() == "+"
+    shown = (await hover(4)).contents.value
+    assert "· fixed" in shown and PLAN["goal"] in shown and "+    return a + b" in shown and "```diff" in shown
     shown = await execute(editor, "ornith.showDiff", done.taskId)
     assert "+    return a + b" in shown["diff"] and shown["scaffold"]["goal"]
 
@@ -146,3 +156,35 @@ async def test_cancel_stops_a_running_fix_and_outside_paths_get_no_action(editor
         text_document=types.TextDocumentIdentifier("file:///etc/passwd"), range=diag.range,
         context=types.CodeActionContext(diagnostics=[types.Diagnostic(range=diag.range, message="x", source="pyright")]))
     assert list(await editor.text_document_code_action_async(outside)) == []
+
+
+def test_hover_markdown_says_status_step_reason_and_bounds_the_diff():
+    from ornith_lsp.agent.loop import Report
+    from ornith_lsp.agent.session import FixResult
+    from ornith_lsp.lsp.fixes import HOVER_DIFF_LINES, FixState, hover_markdown
+    from ornith_lsp.tasks import Task
+
+    task = Task(source="test", title="Ornith: fix test_x.py::test_y", message="assert 0 == 3", test_id="test_x.py::test_y")
+    assert "not started" in hover_markdown(task, None)
+
+    state = FixState(task=task, versions={}, step="step 2/3: edit calc.py",
+                     scaffold={"goal": "make add add", "steps": [{"intent": "read calc.py"}, {"intent": "edit it"}]})
+    loop = asyncio.new_event_loop()
+    try:
+        state.job = loop.create_task(asyncio.sleep(1))
+        text = hover_markdown(task, state)
+        state.job.cancel()
+    finally:
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+    assert "· running" in text and "**Now:** step 2/3: edit calc.py" in text and "2. edit it" in text
+
+    state.job = None
+    state.result = FixResult(task=task, report=Report(task_id=task.id, status="budget", reason="turn budget of 12 used up"))
+    assert "**Not fixed:** turn budget of 12 used up" in hover_markdown(task, state)
+
+    long_diff = "--- a/x.py\n+++ b/x.py\n@@ -1,100 +1,100 @@\n" + "".join(f"-{i}\n+{i + 1}\n" for i in range(100))
+    state.result = FixResult(task=task, report=Report(task_id=task.id, status="fixed"), diff=long_diff, verified=True)
+    text = hover_markdown(task, state)
+    assert "· fixed" in text and f"… {len(long_diff.splitlines()) - HOVER_DIFF_LINES} more lines" in text
+    assert text.count("\n+") <= HOVER_DIFF_LINES

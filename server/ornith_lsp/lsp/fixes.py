@@ -306,3 +306,52 @@ def roll_back(ls: OrnithServer, task_id: str) -> dict[str, Any]:
     except WorkspaceError as exc:
         return {"rolledBack": False, "reason": str(exc)}
     return {"rolledBack": True, "restored": list(done.restored), "removed": list(done.removed), "undo": done.undo}
+
+
+HOVER_DIFF_LINES = 40
+
+
+def hover_markdown(task: Task, state: FixState | None) -> str:
+    """What Ornith knows about one task, as Markdown: status, the model's plan,
+    the verified diff or why there is none.  Pure, so it is tested without an editor."""
+    if state is None:
+        return f"**Ornith** · not started\n\n{task.title}: use the code action to start a fix."
+    lines = [f"**Ornith** · {state.status}", "", state.task.title]
+    if state.scaffold:
+        lines += ["", f"**Plan:** {state.scaffold.get('goal', '')}"]
+        lines += [f"{i}. {s.get('intent', '')}" for i, s in enumerate(state.scaffold.get("steps", []), 1)]
+    if state.status == "running" and state.step:
+        lines += ["", f"**Now:** {state.step}"]
+    if state.error:
+        lines += ["", f"**Error:** {state.error}"]
+    r = state.result
+    if r is not None and r.verified and r.diff:
+        diff = r.diff.splitlines()
+        shown = diff[:HOVER_DIFF_LINES] + ([f"… {len(diff) - HOVER_DIFF_LINES} more lines"] if len(diff) > HOVER_DIFF_LINES else [])
+        lines += ["", "Verified fix (apply it from the code action):", "```diff", *shown, "```"]
+    elif r is not None and r.report.reason:
+        lines += ["", f"**Not fixed:** {r.report.reason}"]
+    return "\n".join(lines)
+
+
+def _tasks_at(ls: OrnithServer, uri: str, line: int) -> list[Task]:
+    """Tasks shown at ``line`` (0-based) of ``uri``: failing tests by their
+    diagnostic line, other fixes by their location."""
+    found = {t.id: t for t in ls.fixes.test_tasks.get(uri, []) if t.location and t.location.line - 1 == line}
+    path = to_fs_path(uri)
+    rel = relative_path(ls.root, path) if ls.root is not None and path else None
+    for state in ls.fixes.by_task.values():
+        loc = state.task.location
+        if rel is not None and loc is not None and loc.path == rel and loc.line - 1 <= line <= (loc.end_line or loc.line) - 1:
+            found.setdefault(state.task.id, state.task)
+    return list(found.values())
+
+
+def hover(ls: OrnithServer, uri: str, position: types.Position) -> types.Hover | None:
+    """Nothing where Ornith has nothing to say, so other servers' hovers stay uncluttered."""
+    tasks = _tasks_at(ls, uri, position.line)
+    if not tasks:
+        return None
+    text = "\n\n---\n\n".join(hover_markdown(t, ls.fixes.by_task.get(t.id)) for t in tasks)
+    return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text),
+                       range=_line_range(position.line + 1))

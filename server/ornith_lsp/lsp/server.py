@@ -195,6 +195,10 @@ def build(cli_settings: dict[str, Any] | None = None) -> OrnithServer:
     def code_action(ls: OrnithServer, params: types.CodeActionParams) -> list[types.CodeAction]:
         return fixes.code_actions(ls, params)
 
+    @server.feature(types.TEXT_DOCUMENT_HOVER)
+    def hover(ls: OrnithServer, params: types.HoverParams) -> types.Hover | None:
+        return fixes.hover(ls, params.text_document.uri, params.position)
+
     @server.feature(types.TEXT_DOCUMENT_CODE_LENS)
     def code_lens(ls: OrnithServer, params: types.CodeLensParams) -> list[types.CodeLens]:
         return fixes.code_lenses(ls, params.text_document.uri)
