@@ -230,6 +230,11 @@ def test_fix_from_neovim_plan_diff_apply_and_write(tmp_path):
         assert "step 2/3: fix add" in " ".join(p["statusline"] for p in steps)
         assert nv.lua("return require('ornith').statusline()").startswith("Ornith: fixed")
         assert "Ornith: verified fix ready" in " ".join(nv.lua("return _G.notes"))  # window/showMessage
+        # K on the failing line: Neovim's own LSP hover request
+        hover = nv.lua("local r = vim.lsp.buf_request_sync(0, 'textDocument/hover', "
+                       "vim.lsp.util.make_position_params(0, 'utf-16'), 10000) or {} "
+                       "for _, x in pairs(r) do if x.result then return x.result.contents.value end end")
+        assert "· fixed" in hover and PLAN["goal"] in hover and "+    return a + b" in hover, hover
 
         nv.nvim.command("OrnithPlan")
         plan = "\n".join(nv.wait("vim.fn.bufnr('ornith://plan') ~= -1 and "
