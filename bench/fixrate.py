@@ -180,11 +180,12 @@ def aggregate(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def result_of(records: list[dict[str, Any]], meta: dict[str, Any], complete: bool) -> dict[str, Any]:
+def result_of(records: list[dict[str, Any]], meta: dict[str, Any], complete: bool,
+              skipped: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     agg = aggregate(records)
     a, o, n = agg["agent"], agg["one_shot"], agg["total"]
     sample = f", every {meta['stride']}th task" if meta.get("stride", 1) > 1 else ""
-    return {**meta, "complete": complete, **agg, "headline": [
+    return {**meta, "complete": complete, **agg, "skipped": skipped or [], "headline": [
         headline(f"HumanEvalFix fixed, agent ({meta['model']}, {meta['budgets']['turns']} turns{sample})", f"{a['fixed']}/{n}"),
         headline(f"HumanEvalFix fixed, one-shot ({meta['model']}{sample})", f"{o['fixed']}/{n}"),
         headline("guard vetoes of agent fixes (rule findings; tasks)", f"{a['veto_events_by_rule']} ({a['tasks_with_a_veto_by_rule']})"),
@@ -214,9 +215,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         for n, row in enumerate(rows, 1):
             with tempfile.TemporaryDirectory(prefix="ornith-fixrate-") as tmp:
                 repo = make_repo(Path(tmp) / "task", humanevalfix_project(row))
-                tasks, _ = await failing_tasks(repo, timeout_s=60)
+                tasks, passed = await failing_tasks(repo, timeout_s=60)
                 if not tasks:
-                    records.append({"task_id": row["task_id"], "skipped": "the buggy solution passed its test here"})
+                    why = "the buggy solution passed its test here" if passed else "its test run gave no result here"
+                    records.append({"task_id": row["task_id"], "skipped": why})
+                    print(f"[{n}/{len(rows)}] {row['task_id']:<12} skipped: {why}", flush=True)
                     continue
                 one = await run_one_shot(repo, llm, tasks[0], budgets)
                 agent = await run_agent(repo, endpoint, model, context, budgets, args.api_key_env)
@@ -225,8 +228,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                   f"{agent['wall_s']:>6.1f} s | one-shot {one['status']:<10} {one['tokens']:>5} tok {one['wall_s']:>5.1f} s",
                   flush=True)
             if not args.quick:  # a long run keeps what it has measured so far
-                write("fixrate", result_of([r for r in records if "agent" in r], meta, complete=False), False)
-    return result_of([r for r in records if "agent" in r], meta, complete=True)
+                write("fixrate", result_of([r for r in records if "agent" in r], meta, complete=False,
+                                            skipped=[r for r in records if "skipped" in r]), False)
+    return result_of([r for r in records if "agent" in r], meta, complete=True,
+                     skipped=[r for r in records if "skipped" in r])
 
 
 if __name__ == "__main__":

@@ -449,3 +449,31 @@ async def test_run_mypy_falls_back_to_text_for_old_mypy(tmp_path, monkeypatch):
     run = await run_mypy(ws)
     assert run.error is None, run.output
     assert [t.code for t in run.tasks] == ["assignment", "no-untyped-def", "import-untyped"]
+
+
+async def test_a_hanging_test_fails_where_it_loops_and_the_rest_still_report(tmp_path):
+    """An endless loop is a bug like any other: it becomes a task pointing at
+    the loop, not a killed run that reads as "nothing failed"."""
+    root = _project(tmp_path / "proj")
+    (root / "spin.py").write_text("def spin(n):\n    while n > 0:\n        n = n + 0\n    return n\n")
+    (root / "tests" / "test_spin.py").write_text("from spin import spin\n\ndef test_spin():\n    assert spin(1) == 0\n")
+    started = time.monotonic()
+    run = await run_tests(root, timeout_s=9)
+    assert time.monotonic() - started < 9
+    assert run.report_found and not run.timed_out, run.output
+    outcomes = {r.node_id: r.outcome for r in run.results}
+    assert outcomes["tests/test_spin.py::test_spin"] == "failed" and outcomes["tests/test_calc.py::test_mean"] == "passed"
+    task = next(t for t in tasks_from_results(run.results) if t.test_id == "tests/test_spin.py::test_spin")
+    assert "ran longer than 3s" in task.message and task.location.path == "spin.py" and task.location.line in (2, 3)
+
+
+async def test_a_command_that_cannot_load_the_hang_plugin_still_runs(tmp_path):
+    """``python -I`` ignores PYTHONPATH, as a tox environment may: the run is
+    repeated without the plugin rather than failing on it."""
+    root = _project(tmp_path / "proj")
+    run = await run_tests(root, [sys.executable, "-I", "-m", "pytest", "-p", "no:cacheprovider", "-q"], timeout_s=120)
+    assert run.report_found, run.output
+    assert {r.node_id: r.outcome for r in run.results} == {
+        "tests/test_calc.py::test_mean": "passed",
+        "tests/test_calc.py::test_mean_of_nothing_is_zero": "failed",
+    }

@@ -25,6 +25,10 @@ from ornith_lsp.tasks.model import Location, Task
 Outcome = Literal["passed", "failed", "error", "skipped"]
 
 DEFAULT_COMMAND = (sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q")
+PLUGIN_DIR = Path(__file__).resolve().parent / "pytest_plugin"
+# a single test may use this share of the run's time limit before it is
+# failed as hung, so the run still ends in time to write its report
+TEST_CASE_SHARE = 1 / 3
 
 # "calc.py:5: ZeroDivisionError" / "tests/test_x.py:12: in test_y" (pytest's long and short styles)
 _PYTEST_FRAME = re.compile(r"^(?P<path>[^\s<>][^:\n]*?\.py):(?P<line>\d+):(?: |$)", re.MULTILINE)
@@ -71,16 +75,23 @@ async def run_tests(
 
     ``command`` must accept pytest's arguments: ``--junitxml`` and an ``-o``
     option are appended (xunit1, whose ``file``/``line`` attributes make node
-    ids exact), then ``node_ids``.  Bytecode writing is switched off so a run
-    in the shadow tree leaves no ``__pycache__`` in the diff.
+    ids exact), the ``ornith_hang`` plugin (a test running past a third of
+    ``timeout_s`` fails where it is stuck), then ``node_ids``.  Bytecode
+    writing is switched off so a run in the shadow tree leaves no
+    ``__pycache__`` in the diff.  A command whose Python cannot see the
+    plugin (one that drops ``PYTHONPATH``, like a tox environment) is run
+    again without it.
     """
-    argv = list(command or DEFAULT_COMMAND)
     with tempfile.TemporaryDirectory(prefix="ornith-pytest-") as tmp:
         report = Path(tmp) / "report.xml"
-        argv += [f"--junitxml={report}", "-o", "junit_family=xunit1", *node_ids]
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        argv = [*(command or DEFAULT_COMMAND), f"--junitxml={report}", "-o", "junit_family=xunit1"]
+        path = os.pathsep.join(p for p in (str(PLUGIN_DIR), os.environ.get("PYTHONPATH", "")) if p)
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": path,
+               "ORNITH_TEST_CASE_TIMEOUT_S": f"{max(1.0, timeout_s * TEST_CASE_SHARE):g}"}
         try:
-            result = await procs.run(argv, root, timeout_s, env=env)
+            result = await procs.run([*argv, "-p", "ornith_hang", *node_ids], root, timeout_s, env=env)
+            if result.returncode == 4 and "ornith_hang" in result.output and not report.is_file():
+                result = await procs.run([*argv, *node_ids], root, timeout_s, env=env)
         except OSError as exc:
             return TestRun(output=f"cannot start the test command {argv[0]!r}: {exc}")
         output = result.output
