@@ -4,7 +4,10 @@ figure, value, the command that produced it, the machine and the date.
 Every value is read from the JSON files, so the README never carries a
 figure typed by hand.  Quick (CI) results are left out unless ``--quick``.
 
-    python bench/report.py [--quick] [--results DIR]
+    python bench/report.py [--quick] [--results DIR] [--readme README.md]
+
+``--readme`` replaces the text between ``<!-- bench:start -->`` and
+``<!-- bench:end -->`` in that file with the table, and nothing else.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 ORDER = ("bandwidth", "overhead", "kvcache", "lsp_latency", "repomap", "fixrate", "concurrency")
 
 
@@ -63,9 +67,24 @@ def render(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def replace_between_markers(text: str, table: str) -> str:
+    """``text`` with the table between the markers; ValueError when they are missing or out of order."""
+    start, end = text.find(START), text.find(END)
+    if start < 0 or end < start:
+        raise ValueError(f"the file needs {START} followed by {END}")
+    return text[: start + len(START)] + "\n" + table + "\n" + text[end:]
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="the quick (CI) results instead of the published ones")
     p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--readme", type=Path, help="write the table between the bench markers of this file")
     a = p.parse_args()
-    print(render(load(a.results, a.quick)))
+    table = render(load(a.results, a.quick))
+    if a.readme:
+        try:
+            a.readme.write_text(replace_between_markers(a.readme.read_text(), table))
+        except (OSError, ValueError) as exc:
+            p.error(f"{a.readme}: {exc}")
+    print(table)

@@ -121,3 +121,14 @@ def test_report_renders_every_result_from_the_json(tmp_path):
     assert out[2] == ("| reuse \\| fraction | 0.97 | `python bench/kvcache.py --runs 3` | "
                       "Test CPU, 2 cores, 8.0 GiB, no GPU | 2026-01-01 |")
     assert len(out) == 3  # the quick result stays out of the published table
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\nbefore\n<!-- bench:start -->\nold table\n<!-- bench:end -->\nafter\n")
+    subprocess.run([sys.executable, str(BENCH / "report.py"), "--results", str(tmp_path), "--readme", str(readme)],
+                   capture_output=True, text=True, check=True)
+    assert readme.read_text() == ("# x\n\nbefore\n<!-- bench:start -->\n" + "\n".join(out)
+                                  + "\n<!-- bench:end -->\nafter\n")
+    readme.write_text("no markers\n")
+    bad = subprocess.run([sys.executable, str(BENCH / "report.py"), "--results", str(tmp_path), "--readme", str(readme)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "bench:start" in bad.stderr and readme.read_text() == "no markers\n"
