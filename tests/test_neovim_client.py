@@ -220,6 +220,10 @@ def test_fix_from_neovim_plan_diff_apply_and_write(tmp_path):
         diags = nv.wait("#vim.diagnostic.get(0) > 0 and vim.diagnostic.get(0)", "test diagnostics", timeout=60)
         assert len(diags) == 1 and diags[0]["source"] == "ornith-tests" and diags[0]["lnum"] == 4
         assert "test_calc.py::test_add" in diags[0]["message"]
+        # the server's workspace/codeLens/refresh makes Neovim fetch the new lens at once
+        lenses = nv.wait("#vim.lsp.codelens.get(0) > 0 and vim.lsp.codelens.get(0)", "the code lens", timeout=30)
+        assert [(l["range"]["start"]["line"], l["command"]["title"]) for l in lenses] == [
+            (4, "Ornith: fix test_calc.py::test_add")]
 
         nv.nvim.command("call cursor(5, 1) | OrnithFix")
         done = nv.wait("_G.fix_done[1]", "ornith/fixDone", timeout=90)

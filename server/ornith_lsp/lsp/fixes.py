@@ -252,8 +252,17 @@ async def run_tests_command(ls: OrnithServer) -> dict[str, Any]:
             for t in by_uri.get(uri, [])]
         ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=diags))
     ls.fixes.test_tasks = by_uri
+    _refresh_code_lenses(ls)
     return {"passed": len(ls.baseline), "failed": len(tasks), "reportFound": run.report_found,
             "timedOut": run.timed_out, "tasks": [t.model_dump(mode="json") for t in tasks]}
+
+
+def _refresh_code_lenses(ls: OrnithServer) -> None:
+    """Editors keep the lenses they fetched; the failing tests just changed, so
+    ask clients that allow it to fetch them again."""
+    ws = ls.client_capabilities.workspace
+    if ws and ws.code_lens and ws.code_lens.refresh_support:
+        ls.workspace_code_lens_refresh(None, callback=lambda _: None)
 
 
 def _line_range(line: int) -> types.Range:

@@ -31,6 +31,15 @@ M.handlers = {
     })
     require("ornith.commands").refresh_plan()
   end,
+  -- Neovim 0.11 has no handler of its own for this request: fetch and show the
+  -- lenses (one "Ornith: fix <test>" per failing test) of this client's buffers.
+  ["workspace/codeLens/refresh"] = function(_, _, ctx)
+    local client = vim.lsp.get_client_by_id(ctx.client_id)
+    for bufnr in pairs(client and client.attached_buffers or {}) do
+      vim.lsp.codelens.refresh({ bufnr = bufnr })
+    end
+    return vim.NIL
+  end,
   ["ornith/fixDone"] = function(_, result, ctx)
     if type(result) ~= "table" or not result.taskId then
       return
@@ -56,6 +65,7 @@ function M.lsp_config(opts)
     filetypes = opts.filetypes,
     root_markers = opts.root_markers,
     handlers = M.handlers,
+    capabilities = { workspace = { codeLens = { refreshSupport = true } } },
   }
   local cfg = vim.tbl_deep_extend("force", base, opts.lsp or {})
   cfg.init_options = { ornith = settings_object(opts.settings) }
