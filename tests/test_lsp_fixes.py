@@ -35,6 +35,11 @@ async def editor(lsp_client: LanguageClient, tmp_path, policy):
     repo = make_repo(tmp_path / "repo", CALC)
     lsp_client.repo = repo
     lsp_client.applied_edits = []
+    lsp_client.lens_refreshes = 0
+
+    @lsp_client.feature(types.WORKSPACE_CODE_LENS_REFRESH)
+    def refresh_lenses(params):
+        lsp_client.lens_refreshes += 1
 
     @lsp_client.feature(types.WORKSPACE_APPLY_EDIT)
     def apply_edit(params: types.ApplyWorkspaceEditParams):
@@ -72,6 +77,11 @@ async def test_code_action_fix_diff_and_versioned_apply(editor: LanguageClient):
     diags = editor.diagnostics[test_uri]
     assert len(diags) == 1 and diags[0].source == "ornith-tests" and diags[0].range.start.line == 4
     assert "test_calc.py::test_add" in diags[0].message
+    for _ in range(100):  # the client said it can be asked to refetch code lenses: it is
+        if editor.lens_refreshes:
+            break
+        await asyncio.sleep(0.05)
+    assert editor.lens_refreshes == 1
 
     async def ask():
         """Raw JSON: lsprotocol's client-side hook reads any CodeAction that has a
