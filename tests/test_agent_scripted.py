@@ -4,6 +4,7 @@ real — shadow git worktree, tools, pytest runs, the guard."""
 
 from __future__ import annotations
 
+import time
 
 from ornith_lsp import settings as settings_mod
 from ornith_lsp.agent import scaffold as sc
@@ -119,3 +120,14 @@ async def test_a_test_tampering_finish_is_vetoed_and_never_verified(tmp_path):
     told = [m["content"] for m in requests[-1]["messages"] if m["content"].startswith("Replan.")]
     assert told and "Verification failed" in told[0]
     assert result.verdict and result.verdict["allowed"] is False
+
+
+async def test_the_wall_budget_holds_while_the_model_is_slow(tmp_path):
+    repo = make_repo(tmp_path / "repo", CALC)
+    with ScriptedPolicyServer([PLAN], delay_s=20) as policy:
+        async with ChatClient(policy.url, "scripted") as llm:
+            started = time.monotonic()
+            result = await fix(TASK, root=repo, llm=llm, settings=settings(max_wall_s=2), context_length=32768,
+                               baseline=["test_calc.py::test_mul"])
+    assert time.monotonic() - started < 15
+    assert result.report.status == "budget" and "waiting for the model" in result.report.reason, result.report

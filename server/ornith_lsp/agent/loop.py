@@ -15,6 +15,7 @@ reuses the backend's KV cache of the previous one.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -130,9 +131,14 @@ class Loop:
             try:
                 # a plan is several actions long: give it room to finish its JSON
                 budget = self.limits.output_tokens * (2 if schema is Scaffold else 1)
-                done: Completion = await self.llm.complete(
+                # the wall budget holds during a slow answer too: the request is cancelled
+                remaining = self.limits.wall_s - (time.monotonic() - self.started)
+                done: Completion = await asyncio.wait_for(self.llm.complete(
                     self.messages, json_schema=schema_of(schema), max_tokens=budget,
-                    temperature=self.limits.temperature)
+                    temperature=self.limits.temperature), timeout=max(remaining, 0.1))
+            except asyncio.TimeoutError:
+                raise _Stop("budget", f"wall-time budget of {self.limits.wall_s:.0f} s used up "
+                                      "waiting for the model") from None
             except LLMError as exc:
                 raise _Stop("error", f"model request failed: {exc}") from None
             t = done.timings
