@@ -93,7 +93,8 @@ class Contention:
                 "fraction_with_another_llama_server": round(self.foreign / self.samples, 3) if self.samples else None}
 
 
-CONTENTION = Contention()
+# sampled only when a bench script is the program, not when tests import this module
+CONTENTION = Contention() if Path(sys.argv[0]).resolve().parent == Path(__file__).resolve().parent else None
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -121,7 +122,7 @@ def write(name: str, data: dict, quick: bool) -> Path:
               "date": time.strftime("%Y-%m-%d"), "machine": machine(), "quick": quick,
               # other work on the machine moves absolute times; the ratios are what to quote
               "load_average_at_write": [round(x, 2) for x in os.getloadavg()],
-              "other_llama_servers_at_write": llama_servers_running(), "contention": CONTENTION.report(), **data}
+              "other_llama_servers_at_write": llama_servers_running(), "contention": CONTENTION.report() if CONTENTION else None, **data}
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path
 
