@@ -41,14 +41,19 @@ def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def llama_server_pids() -> list[int]:
+    pids = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError):
+            if comm.read_text().strip() == "llama-server":
+                pids.append(int(comm.parent.name))
+    return pids
+
+
 def llama_servers_running() -> int:
     """llama-server processes on the machine now: a benchmark's own is stopped by
     the time results are written, so any counted then belong to someone else."""
-    count = 0
-    for comm in Path("/proc").glob("[0-9]*/comm"):
-        with contextlib.suppress(OSError):
-            count += comm.read_text().strip() == "llama-server"
-    return count
+    return len(llama_server_pids())
 
 
 def _ancestors(pid: int) -> set[int]:
@@ -78,13 +83,8 @@ class Contention:
     def _run(self) -> None:
         me = os.getpid()
         while True:
-            others = 0
-            for comm in Path("/proc").glob("[0-9]*/comm"):
-                with contextlib.suppress(OSError, ValueError):
-                    if comm.read_text().strip() == "llama-server" and me not in _ancestors(int(comm.parent.name)):
-                        others += 1
             self.samples += 1
-            self.foreign += others > 0
+            self.foreign += any(me not in _ancestors(pid) for pid in llama_server_pids())
             self.max_load = max(self.max_load, os.getloadavg()[0])
             time.sleep(self._interval)
 

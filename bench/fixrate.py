@@ -180,12 +180,14 @@ def aggregate(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def result_of(records: list[dict[str, Any]], meta: dict[str, Any], complete: bool,
-              skipped: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def result_of(records: list[dict[str, Any]], meta: dict[str, Any], complete: bool) -> dict[str, Any]:
+    """The published record: measured tasks aggregated, skipped ones listed."""
+    skipped = [r for r in records if "skipped" in r]
+    records = [r for r in records if "agent" in r]
     agg = aggregate(records)
     a, o, n = agg["agent"], agg["one_shot"], agg["total"]
     sample = f", every {meta['stride']}th task" if meta.get("stride", 1) > 1 else ""
-    return {**meta, "complete": complete, **agg, "skipped": skipped or [], "headline": [
+    return {**meta, "complete": complete, **agg, "skipped": skipped, "headline": [
         headline(f"HumanEvalFix fixed, agent ({meta['model']}, {meta['budgets']['turns']} turns{sample})", f"{a['fixed']}/{n}"),
         headline(f"HumanEvalFix fixed, one-shot ({meta['model']}{sample})", f"{o['fixed']}/{n}"),
         headline("guard vetoes of agent fixes (rule findings; tasks)", f"{a['veto_events_by_rule']} ({a['tasks_with_a_veto_by_rule']})"),
@@ -228,10 +230,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                   f"{agent['wall_s']:>6.1f} s | one-shot {one['status']:<10} {one['tokens']:>5} tok {one['wall_s']:>5.1f} s",
                   flush=True)
             if not args.quick:  # a long run keeps what it has measured so far
-                write("fixrate", result_of([r for r in records if "agent" in r], meta, complete=False,
-                                            skipped=[r for r in records if "skipped" in r]), False)
-    return result_of([r for r in records if "agent" in r], meta, complete=True,
-                     skipped=[r for r in records if "skipped" in r])
+                write("fixrate", result_of(records, meta, complete=False), False)
+    return result_of(records, meta, complete=True)
 
 
 if __name__ == "__main__":

@@ -168,7 +168,7 @@ async def test_cancel_stops_a_running_fix_and_outside_paths_get_no_action(editor
     assert list(await editor.text_document_code_action_async(outside)) == []
 
 
-def test_hover_markdown_says_status_step_reason_and_bounds_the_diff():
+async def test_hover_markdown_says_status_step_reason_and_bounds_the_diff():
     from ornith_lsp.agent.loop import Report
     from ornith_lsp.agent.session import FixResult
     from ornith_lsp.lsp.fixes import HOVER_DIFF_LINES, FixState, hover_markdown
@@ -179,14 +179,8 @@ def test_hover_markdown_says_status_step_reason_and_bounds_the_diff():
 
     state = FixState(task=task, versions={}, step="step 2/3: edit calc.py",
                      scaffold={"goal": "make add add", "steps": [{"intent": "read calc.py"}, {"intent": "edit it"}]})
-    loop = asyncio.new_event_loop()
-    try:
-        state.job = loop.create_task(asyncio.sleep(1))
-        text = hover_markdown(task, state)
-        state.job.cancel()
-    finally:
-        loop.run_until_complete(asyncio.sleep(0))
-        loop.close()
+    state.job = asyncio.get_running_loop().create_future()  # a fix still running
+    text = hover_markdown(task, state)
     assert "· running" in text and "**Now:** step 2/3: edit calc.py" in text and "2. edit it" in text
 
     state.job = None

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from ornith_lsp.lsp.server import OrnithServer
 
 TEST_SOURCE = "ornith-tests"
-_BACKGROUND: set[asyncio.Future[None]] = set()  # fire-and-forget requests, kept alive until done
 
 
 @dataclass
@@ -263,12 +262,8 @@ def _refresh_code_lenses(ls: OrnithServer) -> None:
     ask clients that allow it to fetch them again."""
     ws = ls.client_capabilities.workspace
     if ws and ws.code_lens and ws.code_lens.refresh_support:
-        async def ask() -> None:
-            with contextlib.suppress(Exception):  # a client that then refuses loses only the refresh
-                await asyncio.wait_for(ls.workspace_code_lens_refresh_async(None), 30)
-        job = asyncio.ensure_future(ask())
-        _BACKGROUND.add(job)
-        job.add_done_callback(_BACKGROUND.discard)
+        # not awaited: the answer carries nothing, and a refusal loses only the refresh
+        ls.workspace_code_lens_refresh(None)
 
 
 def _line_range(line: int) -> types.Range:
