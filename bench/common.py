@@ -129,15 +129,21 @@ def write(name: str, data: dict, quick: bool) -> Path:
 
 @contextlib.asynccontextmanager
 async def embedded_backend(parallel: int = 1, log_dir: str | None = None,
-                           context_per_slot: int | None = None) -> AsyncIterator[Backend]:
+                           context_per_slot: int | None = None,
+                           embedded_model: str = "tiny") -> AsyncIterator[Backend]:
     """The embedded llama-server under ornith-lsp's own supervisor (which reaps
     its process group however the benchmark ends).
 
     ``context_per_slot`` rewrites ``-c`` to ``parallel * context_per_slot``:
     llama-server splits ``-c`` evenly between its ``-np`` slots, and the
     planner caps ``-c`` at the model's trained context, so without it four
-    slots would get 2048 tokens each -- less than one agent prompt."""
-    s = settings_mod.load(None, cli={"backend": {"kind": "embedded", "parallel": parallel},
+    slots would get 2048 tokens each -- less than one agent prompt.
+
+    ``tiny`` by default: the overhead, cache and latency benchmarks measure the
+    harness, which the smallest model exposes best; the fix rate asks for the
+    default coder model."""
+    s = settings_mod.load(None, cli={"backend": {"kind": "embedded", "parallel": parallel,
+                                                 "embedded_model": embedded_model},
                                      **({"log_dir": log_dir} if log_dir else {})})
     plan, problems = make_plan(s)
     if problems:

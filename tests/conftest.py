@@ -16,6 +16,13 @@ import pytest
 from ornith_lsp.backends import embedded
 
 
+# Plumbing tests run the tiny embedded model (it loads in a second and answers
+# at ~150 tok/s here); tests about fixing bugs ask for the default coder model
+# by name.  The environment wins over every other settings layer, so spawned
+# ornith-lsp processes inherit the choice too.
+os.environ["ORNITH_BACKEND__EMBEDDED_MODEL"] = "tiny"
+
+
 @pytest.fixture(scope="session")
 def llama_server() -> Path:
     path, _ = embedded.find_llama_server()
@@ -24,7 +31,7 @@ def llama_server() -> Path:
 
 @pytest.fixture(scope="session")
 def embedded_model() -> Path:
-    return embedded.find_embedded_model()
+    return embedded.find_embedded_model("tiny")
 
 
 # Every process this test run starts inherits this tag, so the leak check below

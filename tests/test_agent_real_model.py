@@ -1,9 +1,10 @@
-"""The whole loop with the REAL embedded model (llama-server + SmolLM2-135M).
+"""The whole loop with the REAL embedded models (llama-server + a GGUF from PyPI).
 
-A 135M model rarely fixes anything; these tests check that the loop runs
-honestly with it: budgets hold, the user's files stay untouched, every turn is
-accounted for, the prompt is laid out so the backend's KV cache is reused, and
-the reported status matches what verification found.
+The default coder model must actually fix a simple bug, verified, with the
+user's files untouched.  The tiny SmolLM2-135M rarely fixes anything; with it
+these tests check that the model's own plan runs honestly: budgets hold, every
+turn is accounted for, the prompt is laid out so the backend's KV cache is
+reused, and the reported status matches what verification found.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pytest
 
 from ornith_lsp import settings as settings_mod
 from ornith_lsp.agent.session import fix
+from ornith_lsp.agent.strategies import BUILTIN
 
 from agent_repos import CALC, make_repo, snapshot
 from bench_support import embedded
@@ -25,12 +27,14 @@ async def test_real_model_runs_the_loop_within_budget_and_reports_honestly(tmp_p
     before = snapshot(repo)
     s = settings_mod.load(None, cli={"agent": {"max_turns": 4, "max_output_tokens": 192, "max_wall_s": 240,
                                                "test_timeout_s": 60},
-                                     "backend": {"kind": "embedded"}, "log_dir": str(tmp_path / "logs")}, environ={})
+                                     "backend": {"kind": "embedded", "embedded_model": "tiny"},
+                                     "log_dir": str(tmp_path / "logs")}, environ={})
     async with embedded(s) as backend:
         async with backend.client() as llm:
             result = await fix(TASK, root=repo, llm=llm, settings=s, context_length=backend.plan.context_length,
-                               baseline=["test_calc.py::test_mul"])
+                               baseline=["test_calc.py::test_mul"])  # no model_size: it plans for itself
     report = result.report
+    assert report.strategy == "model-plan"
     assert snapshot(repo) == before
     assert 1 <= len(report.turns) <= 4
     assert report.status in {"fixed", "unfixed", "budget", "vetoed"}, report.reason
@@ -45,3 +49,25 @@ async def test_real_model_runs_the_loop_within_budget_and_reports_honestly(tmp_p
     if len(report.turns) >= 2:
         cache = report.cache()
         assert cache["reused_fraction_after_first_turn"] > 0.5, cache
+
+
+async def test_the_default_embedded_model_fixes_a_simple_bug(tmp_path):
+    """The product's main job, observed: the default model, the built-in
+    strategies, a verified fix, and nothing written to the user's tree."""
+    repo = make_repo(tmp_path / "repo", CALC)
+    before = snapshot(repo)
+    s = settings_mod.load(None, cli={"agent": {"max_wall_s": 240, "test_timeout_s": 60},
+                                     "backend": {"kind": "embedded", "embedded_model": "coder-1.5b"},
+                                     "log_dir": str(tmp_path / "logs")}, environ={})
+    task = TASK.model_copy(update={"location": None})  # as pytest reports it: the assertion failed in the test
+    async with embedded(s) as backend:
+        assert backend.plan.model_size == "Qwen2.5-Coder-1.5B-Instruct"
+        async with backend.client() as llm:
+            result = await fix(task, root=repo, llm=llm, settings=s, context_length=backend.plan.context_length,
+                               baseline=["test_calc.py::test_mul"], model_size=backend.plan.model_size)
+    report = result.report
+    assert snapshot(repo) == before
+    assert report.status == "fixed", (report.reason, [c.outcome for c in report.candidates])
+    assert report.strategy in BUILTIN and report.strategy_chosen_by in ("model", "fallback")
+    assert report.focus == "calc.py:add"
+    assert "+    return a + b" in result.diff and result.verdict["allowed"] is True

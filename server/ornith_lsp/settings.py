@@ -50,6 +50,9 @@ class BackendSettings(_Strict):
     model_path: Path | None = Field(None, description="A GGUF file for llama-server.")
     llama_server: Path | None = Field(None, description="Path of the llama-server binary.")
     model_size: Literal["auto", "embedded", "9B", "31B", "35B", "397B"] = "auto"
+    embedded_model: Literal["coder-1.5b", "tiny"] = Field(
+        "coder-1.5b", description="coder-1.5b fixes simple bugs; tiny (SmolLM2-135M) only proves the wiring."
+    )
     quant: str | None = Field(None, description="e.g. Q4_K_M, Q5_K_M, bf16, fp8.")
     context_length: int | None = Field(None, ge=512, le=262144)
     gpu_layers: int | None = Field(None, ge=0)
@@ -82,6 +85,14 @@ class AgentSettings(_Strict):
     test_command: list[str] | None = Field(None, description="default: python -m pytest")
     test_timeout_s: float = Field(120.0, gt=0, description="a whole test run; one test past a third of it fails as hung")
     temperature: float = Field(0.2, ge=0, le=2)
+    strategy: Literal["auto", "model-plan", "direct-rewrite", "reproduce-then-fix", "sample-and-verify",
+                      "read-then-edit"] = Field(
+        "auto", description="auto: a capable model plans for itself, a small one picks a built-in strategy")
+    model_class: Literal["auto", "small", "capable"] = Field(
+        "auto", description="auto: the embedded models are small, every other model capable")
+    edit_format: Literal["auto", "symbol", "file", "search-replace"] = Field(
+        "auto", description="how rewrite strategies ask for code; auto: the measured best for the model")
+    candidates: int = Field(5, ge=1, le=50, description="fixes sampled and verified by sample-and-verify")
 
 
 class GuardSettings(_Strict):

@@ -1,16 +1,19 @@
-"""The self-scaffolding loop: propose a plan, run it, replan on failure.
+"""The agent's loop: choose a strategy, run it, fall back when it fails.
 
-Stage 1 asks the model for a :class:`Scaffold`.  Stage 2 walks its steps; each
-turn is one :class:`Action`.  ``step_done`` makes the harness run the step's
-check; ``finish`` makes it run the independent verification.  A failed check
-or verification appends a replan request that names what failed and every
-dead end so far; an edit already tried is refused by the tools.
+A capable model writes its own scaffold (stage 1, a :class:`Scaffold`) and
+walks it one tool call per turn (stage 2, an :class:`Action`): ``step_done``
+makes the harness run the step's check, ``finish`` the independent
+verification, and a failed check appends a replan request naming every dead
+end.  A small model, or one whose plan does not validate, picks one of the
+named built-in strategies instead (:mod:`ornith_lsp.agent.strategies`), and
+when the chosen strategy ends unfixed with budget left, sampling with
+verification runs next.  The report names the strategy and who chose it.
 
 Two kinds of trouble, as in mini-swe-agent: recoverable ones (unparsable
 output, a refused tool call) go back to the model as the next message and
-cost budget; terminal ones (verified, budget exhausted, cancelled) end the
-run with a report.  The prompt only ever grows at the end, so each turn
-reuses the backend's KV cache of the previous one.
+cost budget; terminal ones (verified, budget exhausted, cancelled) end the run
+with a report.  The tool conversation only ever grows at the end, so each
+turn reuses the backend's KV cache of the previous one.
 """
 
 from __future__ import annotations
@@ -22,149 +25,119 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from ornith_lsp.agent.scaffold import Action, ParseError, Scaffold, Step, parse, schema_of
+from ornith_lsp.agent import edits, strategies
+from ornith_lsp.agent.localize import Focus
+from ornith_lsp.agent.report import Candidate, Limits, Report, Status, Stop, Turn, Verification
+from ornith_lsp.agent.scaffold import Action, ParseError, Rewrite, Scaffold, Step, parse, schema_of
 from ornith_lsp.agent.tools import ToolError, Tools, tool_help
 from ornith_lsp.llm.client import ChatClient, Completion, LLMError
 from ornith_lsp.tasks import Task
 
 OBSERVATION_CHARS = 3000
+SCAFFOLD_TRIES = 2  # a plan that does not validate twice hands over to the built-in strategies
 EventSink = Callable[[str, dict[str, Any]], None]
 
 
-class Limits(BaseModel):
-    turns: int = 24
-    tokens: int = 200_000
-    wall_s: float = 600.0
-    output_tokens: int = 512
-    context_length: int = 8192
-    temperature: float = 0.2
-
-
-class Verification(BaseModel):
-    ok: bool
-    vetoed: bool = False
-    summary: str
-    findings: list[dict[str, Any]] = Field(default_factory=list)
-
-
-class Turn(BaseModel):
-    n: int
-    stage: str
-    prompt_tokens: int
-    cached_tokens: int
-    completion_tokens: int
-    prefill_ms: float | None = None
-    decode_ms: float | None = None
-    tool: str | None = None
-    outcome: str = ""
-
-
-class Report(BaseModel):
-    task_id: str
-    status: str = "unfixed"  # fixed | unfixed | vetoed | budget | error | cancelled
-    reason: str = ""
-    scaffolds: list[dict[str, Any]] = Field(default_factory=list)
-    turns: list[Turn] = Field(default_factory=list)
-    verification: Verification | None = None
-    dead_ends: list[str] = Field(default_factory=list)
-    wall_s: float = 0.0
-
-    def tokens(self) -> dict[str, int]:
-        return {"prompt": sum(t.prompt_tokens for t in self.turns),
-                "completion": sum(t.completion_tokens for t in self.turns)}
-
-    def cache(self) -> dict[str, Any]:
-        later = self.turns[1:]
-        prompt = sum(t.prompt_tokens for t in later)
-        cached = sum(t.cached_tokens for t in later)
-        return {"prompt_tokens": sum(t.prompt_tokens for t in self.turns),
-                "cached_tokens": sum(t.cached_tokens for t in self.turns),
-                "reused_fraction_after_first_turn": round(cached / prompt, 4) if prompt else None}
-
-
-def _prompt(name: str) -> str:
+def prompt_text(name: str) -> str:
     return resources.files("ornith_lsp.agent").joinpath("prompts", name).read_text(encoding="utf-8")
 
 
-class _Stop(Exception):
-    def __init__(self, status: str, reason: str):
-        super().__init__(reason)
-        self.status, self.reason = status, reason
+class _Unplanned(Exception):
+    """The model's own plan did not validate: hand over to the built-in strategies."""
 
 
 class Loop:
     def __init__(self, task: Task, *, llm: ChatClient, tools: Tools,
                  verify: Callable[[], Awaitable[Verification]], context: str,
-                 limits: Limits, on_event: EventSink | None = None) -> None:
+                 limits: Limits, on_event: EventSink | None = None, focus: Focus | None = None) -> None:
         self.task, self.llm, self.tools, self.verify, self.limits = task, llm, tools, verify, limits
+        self.focus = focus
         self.on_event = on_event or (lambda kind, data: None)
-        self.report = Report(task_id=task.id)
+        self.report = Report(task_id=task.id, focus=f"{focus.path}:{focus.symbol or '(file)'}" if focus else None)
         self.started = time.monotonic()
+        self.context = context
         self.messages: list[dict[str, str]] = [
-            {"role": "system", "content": _prompt("system.md")},
-            {"role": "user", "content": _prompt("task.md").format(
+            {"role": "system", "content": prompt_text("system.md")},
+            {"role": "user", "content": prompt_text("task.md").format(
                 tools=json.dumps(tool_help(), indent=1), context=context,
                 task=json.dumps(task.model_dump(exclude_none=True), indent=1),
                 scaffold_schema=json.dumps(schema_of(Scaffold)))},
         ]
 
     # -- model calls ------------------------------------------------------------------
-    def _check_budget(self) -> None:
+    def check_budget(self, messages: list[dict[str, str]] | None = None) -> None:
         r = self.report
         if len(r.turns) >= self.limits.turns:
-            raise _Stop("budget", f"turn budget of {self.limits.turns} used up")
+            raise Stop("budget", f"turn budget of {self.limits.turns} used up")
         used = sum(t.prompt_tokens + t.completion_tokens for t in r.turns)
         if used >= self.limits.tokens:
-            raise _Stop("budget", f"token budget of {self.limits.tokens} used up ({used})")
+            raise Stop("budget", f"token budget of {self.limits.tokens} used up ({used})")
         if time.monotonic() - self.started >= self.limits.wall_s:
-            raise _Stop("budget", f"wall-time budget of {self.limits.wall_s:.0f} s used up")
-        last = r.turns[-1].prompt_tokens + r.turns[-1].completion_tokens if r.turns else 0
-        if last + OBSERVATION_CHARS // 3 + self.limits.output_tokens >= self.limits.context_length:
-            raise _Stop("budget", f"the conversation reached the context window ({self.limits.context_length} tokens)")
+            raise Stop("budget", f"wall-time budget of {self.limits.wall_s:.0f} s used up")
+        size = (sum(len(m["content"]) for m in messages) // 3 if messages is not None else
+                (r.turns[-1].prompt_tokens + r.turns[-1].completion_tokens if r.turns else 0))
+        if size + OBSERVATION_CHARS // 3 + self.limits.output_tokens >= self.limits.context_length:
+            raise Stop("budget", f"the conversation reached the context window ({self.limits.context_length} tokens)")
 
-    async def _ask(self, schema: type[BaseModel], stage: str) -> BaseModel:
-        """One model call under the schema; a parse error is told to the model and retried within budget."""
+    async def complete(self, messages: list[dict[str, str]], stage: str, *, schema: type[BaseModel] | None = None,
+                       max_tokens: int | None = None, temperature: float | None = None) -> Completion:
+        """One model call inside every budget; the wall budget holds during a
+        slow answer too (the request is cancelled)."""
+        self.check_budget(None if messages is self.messages else messages)
+        remaining = self.limits.wall_s - (time.monotonic() - self.started)
+        try:
+            done: Completion = await asyncio.wait_for(self.llm.complete(
+                messages, json_schema=schema_of(schema) if schema else None,
+                max_tokens=max_tokens or self.limits.output_tokens,
+                temperature=self.limits.temperature if temperature is None else temperature),
+                timeout=max(remaining, 0.1))
+        except asyncio.TimeoutError:
+            raise Stop("budget", f"wall-time budget of {self.limits.wall_s:.0f} s used up "
+                                 "waiting for the model") from None
+        except LLMError as exc:
+            raise Stop("error", f"model request failed: {exc}") from None
+        t = done.timings
+        self.report.turns.append(Turn(
+            n=len(self.report.turns) + 1, stage=stage, prompt_tokens=done.usage.prompt_tokens,
+            cached_tokens=done.usage.cached_tokens, completion_tokens=done.usage.completion_tokens,
+            prefill_ms=t.get("prompt_ms"), decode_ms=t.get("predicted_ms")))
+        return done
+
+    async def _ask(self, schema: type[BaseModel], stage: str, tries: int | None = None) -> Any:
+        """A call under the schema in the tool conversation; a parse error is
+        told to the model and retried within budget (or ``tries`` times)."""
+        failures = 0
         while True:
-            self._check_budget()
-            try:
-                # a plan is several actions long: give it room to finish its JSON
-                budget = self.limits.output_tokens * (2 if schema is Scaffold else 1)
-                # the wall budget holds during a slow answer too: the request is cancelled
-                remaining = self.limits.wall_s - (time.monotonic() - self.started)
-                done: Completion = await asyncio.wait_for(self.llm.complete(
-                    self.messages, json_schema=schema_of(schema), max_tokens=budget,
-                    temperature=self.limits.temperature), timeout=max(remaining, 0.1))
-            except asyncio.TimeoutError:
-                raise _Stop("budget", f"wall-time budget of {self.limits.wall_s:.0f} s used up "
-                                      "waiting for the model") from None
-            except LLMError as exc:
-                raise _Stop("error", f"model request failed: {exc}") from None
-            t = done.timings
-            turn = Turn(n=len(self.report.turns) + 1, stage=stage, prompt_tokens=done.usage.prompt_tokens,
-                        cached_tokens=done.usage.cached_tokens, completion_tokens=done.usage.completion_tokens,
-                        prefill_ms=t.get("prompt_ms"), decode_ms=t.get("predicted_ms"))
-            self.report.turns.append(turn)
+            # a plan is several actions long: give it room to finish its JSON
+            budget = self.limits.output_tokens * (2 if schema is Scaffold else 1)
+            done = await self.complete(self.messages, stage, schema=schema, max_tokens=budget)
+            self.report.tool_call_mode = self.report.tool_call_mode or "json_schema"
             self.messages.append({"role": "assistant", "content": done.text})
             try:
                 return parse(done.text, schema, cut_off=done.finish_reason == "length")
             except ParseError as exc:
-                turn.outcome = str(exc)
-                self.messages.append({"role": "user", "content": f"{exc}. Answer with one JSON object of the schema, nothing else."})
+                self.report.turns[-1].outcome = str(exc)
+                failures += 1
+                if tries is not None and failures >= tries:
+                    raise _Unplanned(str(exc)) from None
+                self._say(f"{exc}. Answer with one JSON object of the schema, nothing else.")
 
     def _say(self, text: str) -> None:
         self.messages.append({"role": "user", "content": text[:OBSERVATION_CHARS]})
 
-    # -- stages -----------------------------------------------------------------------
-    async def _plan(self, why: str | None) -> Scaffold:
+    # -- the model's own plan -----------------------------------------------------------
+    async def plan(self, why: str | None, scaffold: Scaffold | None = None) -> Scaffold:
         if why is not None:
             self.tools.reset()
             dead = "; ".join(f"{k}: {v}" for k, v in self.tools.tried.items()) or "none yet"
             self._say(f"Replan. {why}\nThe workspace was reset to the original files.\n"
                       f"Dead ends (never repeat these edits): {dead}\n"
                       "Propose a revised scaffold as one JSON object.")
-        scaffold = await self._ask(Scaffold, "scaffold" if why is None else "replan")
+        if scaffold is None:
+            scaffold = await self._ask(Scaffold, "scaffold" if why is None else "replan",
+                                       tries=SCAFFOLD_TRIES if why is None else None)
         self.report.scaffolds.append(scaffold.model_dump())
         self.on_event("plan", {"scaffold": scaffold.model_dump(), "replan": why})
         return scaffold
@@ -184,15 +157,29 @@ class Loop:
             return False, f"{detail}, so a diagnostics_clean check cannot pass; use target_tests_pass or edit_applied"
         return ok, detail
 
-    async def _run_steps(self, scaffold: Scaffold) -> str | None:
-        """Walk the steps; return a replan reason, or None once verified."""
+    async def _rewrite(self, call: Rewrite) -> str:
+        """A rewrite's code comes as plain text in a second answer."""
+        path, rel, old = self.tools.rewrite_target(call)
+        what = f"`{call.symbol}` in {rel}" if call.symbol else f"the whole of {rel}"
+        self._say(f"Write the complete new code of {what} in one ```python block. No JSON this time.")
+        done = await self.complete(self.messages, "rewrite", max_tokens=self.limits.output_tokens * 2)
+        self.messages.append({"role": "assistant", "content": done.text})
+        try:
+            new = edits.apply("symbol" if call.symbol else "file", old, done.text, call.symbol or None)
+        except edits.EditError as exc:
+            raise ToolError(str(exc)) from None
+        return self.tools.apply_text(path, rel, old, new, edits.code_blocks(done.text)[-1] if edits.code_blocks(done.text) else new)
+
+    async def run_steps(self, scaffold: Scaffold) -> str | None:
+        """Walk the steps; return a replan reason, or raise Stop once verified."""
+        failed_calls: dict[str, str] = {}
         for index, step in enumerate(scaffold.steps, 1):
             self.on_event("step", {"index": index, "of": len(scaffold.steps), "intent": step.intent})
             self._say(f"Step {index}/{len(scaffold.steps)}: {step.intent}\n"
                       f"Done when: {step.check.kind} ({step.check.description}). Answer with one action as JSON.")
-            edits, reads = self.tools.edits_applied, self.tools.reads
+            edits_before, reads_before = self.tools.edits_applied, self.tools.reads
             while True:
-                action = await self._ask(Action, "act")
+                action: Action = await self._ask(Action, "act")
                 turn = self.report.turns[-1]
                 turn.tool = action.tool
                 if action.tool == "finish":
@@ -200,34 +187,60 @@ class Loop:
                     self.report.verification = verdict
                     self.on_event("verify", verdict.model_dump())
                     if verdict.ok:
-                        raise _Stop("fixed", verdict.summary)
+                        raise Stop("fixed", verdict.summary)
                     self.tools.record_outcome(("vetoed: " if verdict.vetoed else "not verified: ") + verdict.summary[:200])
                     turn.outcome = verdict.summary
                     return f"Verification failed: {verdict.summary}"
                 if action.tool == "step_done":
-                    ok, detail = await self._check(step, edits, reads)
+                    ok, detail = await self._check(step, edits_before, reads_before)
                     turn.outcome = "check passed" if ok else f"check failed: {detail[:200]}"
                     if ok:
                         break
                     return f"Step {index} ({step.intent}) did not pass its check {step.check.kind}: {detail}"
+                key = action.call.model_dump_json(exclude={"thought"})
+                if key in failed_calls:
+                    # the same failing call twice must change something: say so, then replan
+                    turn.outcome = f"repeated a failing call: {failed_calls[key][:150]}"
+                    return (f"The same {action.tool} call failed twice ({failed_calls[key][:200]}); "
+                            "plan a different approach with other tools or arguments")
                 try:
-                    observation = await self.tools.run(action)
+                    call = action.call
+                    observation = await (self._rewrite(call) if isinstance(call, Rewrite) else self.tools.run(action))
                 except ToolError as exc:
                     observation = f"error: {exc}"
+                    failed_calls[key] = str(exc)
                 turn.outcome = observation.splitlines()[0][:200] if observation else ""
                 self._say(f"{observation}\nNext action as JSON.")
         return "All steps are done but `finish` was never called; finish or plan the remaining work."
 
-    async def run(self) -> Report:
+    async def model_plan(self) -> None:
+        """The model's own scaffold, replanned on every failed check, until the budget ends it."""
         why: str | None = None
+        while True:
+            scaffold = await self.plan(why)
+            why = await self.run_steps(scaffold)
+
+    # -- the whole task ---------------------------------------------------------------
+    async def run(self) -> Report:
         try:
-            while True:
-                scaffold = await self._plan(why)
-                why = await self._run_steps(scaffold)
-        except _Stop as stop:
+            name, chosen_by = await strategies.choose(self)
+            self.report.strategy, self.report.strategy_chosen_by = name, chosen_by
+            self.on_event("strategy", {"name": name, "chosen_by": chosen_by})
+            for step in strategies.sequence(name, self):
+                if self.report.strategies_run and self.report.strategy_chosen_by == "fallback":
+                    self.report.strategy = step  # the model's plan did not validate: this one took over
+                self.report.strategies_run.append(step)
+                try:
+                    await strategies.run(step, self)
+                except _Unplanned as exc:
+                    self.report.strategy_chosen_by = "fallback"
+                    self.on_event("strategy", {"name": "fallback", "chosen_by": "fallback", "why": str(exc)})
+            raise Stop("unfixed", "; ".join(c.outcome for c in self.report.candidates[-2:])
+                       or "every strategy ended without a verified fix")
+        except Stop as stop:
             self.report.status, self.report.reason = stop.status, stop.reason
             last = self.report.verification
-            if stop.status == "budget" and last is not None and last.vetoed:
+            if stop.status in ("budget", "unfixed") and last is not None and last.vetoed:
                 self.report.status = "vetoed"
         self.report.dead_ends = [f"{k}: {v}" for k, v in self.tools.tried.items() if v != "tests passed"]
         self.report.wall_s = round(time.monotonic() - self.started, 3)

@@ -6,10 +6,8 @@ the conditions under which it will replan, and a budget.  The loop holds the
 model to that plan: a step's check is evaluated by the harness, not taken on
 the model's word.
 
-Actions use one flat object (``tool`` + optional argument fields) rather than
-a ``oneOf`` per tool, because a flat schema compiles into a small grammar
-that even a tiny model follows under constrained decoding; the harness then
-validates the arguments each tool needs.
+Actions are a union with one member per tool, each naming the arguments that
+tool needs, so constrained decoding cannot produce a call no tool accepts.
 """
 
 from __future__ import annotations
@@ -18,9 +16,9 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, RootModel, ValidationError
 
-ToolName = Literal["read_file", "search", "edit", "run_tests", "run_diagnostics", "step_done", "finish"]
+ToolName = Literal["read_file", "search", "edit", "rewrite", "run_tests", "run_diagnostics", "step_done", "finish"]
 CheckKind = Literal["target_tests_pass", "diagnostics_clean", "edit_applied", "context_read"]
 
 
@@ -31,7 +29,7 @@ class Check(BaseModel):
 
 class Step(BaseModel):
     intent: str = Field(max_length=120)
-    tools: list[ToolName] = Field(min_length=1, max_length=7)
+    tools: list[ToolName] = Field(min_length=1, max_length=8)
     check: Check
 
 
@@ -48,16 +46,72 @@ class Scaffold(BaseModel):
     budget: Budget
 
 
-class Action(BaseModel):
+class _Call(BaseModel):
     thought: str = Field("", max_length=240)
-    tool: ToolName
-    path: str | None = Field(None, max_length=300)
-    start_line: int | None = None
-    end_line: int | None = None
-    query: str | None = Field(None, max_length=200)
-    search: str | None = None
-    replace: str | None = None
-    summary: str | None = Field(None, max_length=300)
+
+
+class ReadFile(_Call):
+    tool: Literal["read_file"]
+    path: str = Field(max_length=300)
+    start_line: int | None = Field(None, ge=1)
+    end_line: int | None = Field(None, ge=1)
+
+
+class Search(_Call):
+    tool: Literal["search"]
+    query: str = Field(min_length=1, max_length=200)
+
+
+class Edit(_Call):
+    tool: Literal["edit"]
+    path: str = Field(max_length=300)
+    search: str
+    replace: str
+
+
+class Rewrite(_Call):
+    """Names a definition (or a small file); its new text follows as plain
+    code in the next answer, because code inside JSON strings is where small
+    models break (unescaped quotes, runaway ``\\n``)."""
+
+    tool: Literal["rewrite"]
+    path: str = Field(max_length=300)
+    symbol: str = Field("", max_length=120, description="function, Class or Class.method; empty: the whole file")
+
+
+class RunTests(_Call):
+    tool: Literal["run_tests"]
+
+
+class RunDiagnostics(_Call):
+    tool: Literal["run_diagnostics"]
+
+
+class StepDone(_Call):
+    tool: Literal["step_done"]
+
+
+class Finish(_Call):
+    tool: Literal["finish"]
+    summary: str = Field("", max_length=300)
+
+
+AnyCall = Annotated[ReadFile | Search | Edit | Rewrite | RunTests | RunDiagnostics | StepDone | Finish,
+                    Field(discriminator="tool")]
+
+
+class Action(RootModel[AnyCall]):
+    """One tool call.  A discriminated union, so a call is valid by construction
+    under constrained decoding: ``search`` cannot come without its ``query``,
+    as it could when every argument of one flat object was optional."""
+
+    @property
+    def call(self) -> ReadFile | Search | Edit | Rewrite | RunTests | RunDiagnostics | StepDone | Finish:
+        return self.root
+
+    @property
+    def tool(self) -> str:
+        return self.root.tool
 
 
 class ParseError(ValueError):

@@ -18,8 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ornith_lsp.agent.loop import EventSink, Limits, Loop, Report, Verification
+from ornith_lsp.agent.edits import EditFormat
+from ornith_lsp.agent.localize import locate
+from ornith_lsp.agent.loop import EventSink, Loop
+from ornith_lsp.agent.report import Limits, Report, Verification
 from ornith_lsp.agent.tools import Tools, mentioned_identifiers
+from ornith_lsp.backends.embedded import EMBEDDED_MODELS
 from ornith_lsp.context import Index, definitions_used, enclosing, repo_map
 from ornith_lsp.guard.boundary import Boundary
 from ornith_lsp.guard.check import acheck_diff
@@ -33,6 +37,7 @@ from ornith_lsp.tasks.pytest_report import run_tests
 from ornith_lsp.workspace import Shadow
 from ornith_lsp.workspace.repo import run_git
 
+EMBEDDED_NAMES = {m.name for m in EMBEDDED_MODELS.values()}
 CONTEXT_TOKENS = 1500
 MAX_REGRESSION_TESTS = 400
 
@@ -72,6 +77,12 @@ def build_context(root: Path, task: Task, token_budget: int = CONTEXT_TOKENS,
     parts.append("Repository map:\n" + repo_map(index, focus_paths=focus, mentioned=mentioned_identifiers(task),
                                                 token_budget=token_budget, **kwargs))
     return "\n\n".join(parts)
+
+
+def edit_format_for(setting: str, model_size: str | None) -> EditFormat:
+    """``auto``: the format measured best for the model (bench/fixrate.py
+    --edit-format); a whole definition in a fenced block wherever we measured."""
+    return "symbol" if setting == "auto" else setting  # type: ignore[return-value]
 
 
 def _safe(count: Callable[[str], int] | None) -> Callable[[str], int] | None:
@@ -166,7 +177,11 @@ def top_level_diff(shadow: Shadow) -> str:
 
 async def fix(task: Task, *, root: Path, llm: ChatClient, settings: Settings, context_length: int,
               overlays: dict[str, str] | None = None, baseline: Sequence[str] = (),
-              judge: Judge | None = None, on_event: EventSink | None = None) -> FixResult:
+              judge: Judge | None = None, on_event: EventSink | None = None,
+              model_size: str | None = None) -> FixResult:
+    """One task in a fresh shadow.  ``model_size`` is the served model's size
+    as the backend plan names it: an embedded model counts as small (it gets
+    the built-in strategies) unless ``agent.model_class`` says otherwise."""
     shadow = await Shadow.create(root, overlays, label=task.id)
     result = FixResult(task=task, report=Report(task_id=task.id), checkpoint_id=shadow.checkpoint.id)
     try:
@@ -207,10 +222,16 @@ async def fix(task: Task, *, root: Path, llm: ChatClient, settings: Settings, co
             return Verification(ok=True, summary=f"verified: {notes}{'; ' + detail if detail else ''}")
 
         context = await asyncio.to_thread(build_context, shadow.path, task, CONTEXT_TOKENS, _safe(llm.token_counter()))
-        limits = Limits(turns=settings.agent.max_turns, tokens=settings.agent.max_tokens,
-                        wall_s=settings.agent.max_wall_s, output_tokens=settings.agent.max_output_tokens,
-                        context_length=context_length, temperature=settings.agent.temperature)
-        loop = Loop(task, llm=llm, tools=tools, verify=verify, context=context, limits=limits, on_event=on_event)
+        focus = await asyncio.to_thread(
+            locate, shadow.path, task, lambda rel: tools.boundary.check_edit(rel, new_file=False) is not None)
+        a = settings.agent
+        small = a.model_class == "small" or (a.model_class == "auto" and model_size in EMBEDDED_NAMES)
+        limits = Limits(turns=a.max_turns, tokens=a.max_tokens, wall_s=a.max_wall_s,
+                        output_tokens=a.max_output_tokens, context_length=context_length,
+                        temperature=a.temperature, strategy=a.strategy, small_model=small,
+                        edit_format=edit_format_for(a.edit_format, model_size), candidates=a.candidates)
+        loop = Loop(task, llm=llm, tools=tools, verify=verify, context=context, limits=limits,
+                    on_event=on_event, focus=focus)
         result.report = await loop.run()
         result.diff = shadow.diff()
         result.verified = result.report.status == "fixed"

@@ -16,7 +16,8 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ornith_lsp.agent.scaffold import Action
+from ornith_lsp.agent import edits
+from ornith_lsp.agent.scaffold import Action, Edit, ReadFile, Rewrite, Search
 from ornith_lsp.tasks import Task
 
 MAX_READ_LINES = 200
@@ -83,11 +84,11 @@ class Tools:
 
     async def run(self, action: Action) -> str:
         handler = getattr(self, f"_{action.tool}", None)
-        if handler is None or action.tool in ("step_done", "finish"):
+        if handler is None or action.tool in ("step_done", "finish", "rewrite"):
             raise ToolError(f"unknown tool {action.tool!r}")
-        return await handler(action)
+        return await handler(action.call)
 
-    async def _read_file(self, a: Action) -> str:
+    async def _read_file(self, a: ReadFile) -> str:
         path = self._resolve(a.path)
         if not path.is_file():
             raise ToolError(f"{a.path} does not exist")
@@ -98,7 +99,7 @@ class Tools:
         body = "\n".join(f"{n:5d}  {lines[n - 1]}" for n in range(start, end + 1))
         return f"{a.path} lines {start}-{end} of {len(lines)}:\n{body}"
 
-    async def _search(self, a: Action) -> str:
+    async def _search(self, a: Search) -> str:
         if not a.query:
             raise ToolError("search needs `query` (plain text, matched literally)")
         hits: list[str] = []
@@ -121,9 +122,7 @@ class Tools:
         self.reads += 1
         return "\n".join(hits) if hits else f"no match for {a.query!r}"
 
-    async def _edit(self, a: Action) -> str:
-        if a.search is None or a.replace is None:
-            raise ToolError("edit needs `path`, `search` (exact text now in the file) and `replace`")
+    async def _edit(self, a: Edit) -> str:
         if len(a.replace.encode()) > MAX_EDIT_BYTES or len(a.search.encode()) > MAX_EDIT_BYTES:
             raise ToolError(f"edit refused: more than {MAX_EDIT_BYTES} bytes; make a smaller, targeted edit")
         path = self._resolve(a.path)
@@ -154,17 +153,47 @@ class Tools:
         self.edits_applied += 1
         return f"edited {rel}: replaced {a.search.count(chr(10)) + 1} line(s) with {a.replace.count(chr(10)) + 1} line(s)"
 
+    def rewrite_target(self, a: Rewrite) -> tuple[Path, str, str]:
+        """Check a rewrite before the model spends a turn writing its code:
+        the path, the boundary and the symbol must all be usable."""
+        path = self._resolve(a.path)
+        rel = path.relative_to(self.root.resolve()).as_posix()
+        if not path.is_file():
+            raise ToolError(f"{a.path} does not exist; rewrite changes an existing file")
+        why = self.boundary.check_edit(rel, new_file=False)
+        if why:
+            raise ToolError(f"rewrite refused: {why}")
+        text = self._text(path, rel)
+        if a.symbol and edits.find_definition(text, a.symbol) is None:
+            raise ToolError(f"{a.symbol!r} is not defined in {rel}; name a function, Class or Class.method "
+                            "defined there, or leave symbol empty to rewrite the whole file")
+        return path, rel, text
+
+    def apply_text(self, path: Path, rel: str, old: str, new: str, key_source: str) -> str:
+        """Write a whole-text edit (a rewrite), refusing dead ends like ``edit`` does."""
+        if new == old:
+            raise ToolError("the rewrite changes nothing; the code must differ from what is in the file")
+        key = edit_key(rel, "\0rewrite", edits.normalised(key_source))
+        if key in self.tried:
+            raise ToolError(f"rewrite refused: this code was already tried and was a dead end ({self.tried[key]}); "
+                            "write a different change")
+        path.write_text(new, encoding="utf-8")
+        self.tried[key] = "applied, not yet checked"
+        self.last_edit_key = key
+        self.edits_applied += 1
+        return f"rewrote {rel}: {old.count(chr(10))} line(s) -> {new.count(chr(10))} line(s)"
+
     def record_outcome(self, outcome: str) -> None:
         """Remember how the latest edit turned out, so it is never retried blindly."""
         if self.last_edit_key is not None:
             self.tried[self.last_edit_key] = outcome
 
-    async def _run_tests(self, a: Action) -> str:
+    async def _run_tests(self, a: object) -> str:
         ok, report = await self.checker.run_tests()
         self.record_outcome("tests passed" if ok else "tests still failed")
         return report
 
-    async def _run_diagnostics(self, a: Action) -> str:
+    async def _run_diagnostics(self, a: object) -> str:
         ok, report = await self.checker.run_diagnostics()
         return report
 
@@ -175,6 +204,7 @@ def tool_help() -> list[dict[str, Any]]:
         {"tool": "read_file", "args": "path, start_line?, end_line?", "does": f"show up to {MAX_READ_LINES} numbered lines"},
         {"tool": "search", "args": "query", "does": "find a literal text in the project's files"},
         {"tool": "edit", "args": "path, search, replace", "does": "replace the one exact occurrence of `search` (empty search on a new file creates it)"},
+        {"tool": "rewrite", "args": "path, symbol", "does": "replace a whole function/class (or, with an empty symbol, a small file); you then write its new code in a ```python block"},
         {"tool": "run_tests", "args": "", "does": "run the task's target tests in the workspace"},
         {"tool": "run_diagnostics", "args": "", "does": "run the linters/type checkers on the changed files"},
         {"tool": "step_done", "args": "", "does": "claim the current step is done; the harness runs its check"},

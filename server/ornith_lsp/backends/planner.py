@@ -29,8 +29,7 @@ from pydantic import BaseModel
 
 from ..settings import BackendSettings
 from . import catalog
-from .catalog import EMBEDDED, MODELS, RANK, SERVED_NAME, ModelSpec, Quant
-from .embedded import EMBEDDED_NAME
+from .catalog import EMBEDDED, EMBEDDED_TINY, MODELS, RANK, SERVED_NAME, ModelSpec, Quant
 from .gguf import GgufInfo
 from .hardware import CPU_BANDWIDTH_GBS, Gpu, Hardware, gpu_bandwidth_gbs
 
@@ -231,12 +230,20 @@ def _refuse_contradictions(hw: Hardware, backend: BackendSettings) -> None:
             )
 
 
+def _embedded(backend: BackendSettings) -> ModelSpec:
+    return EMBEDDED_TINY if backend.embedded_model == "tiny" else EMBEDDED
+
+
+def _is_embedded(spec: ModelSpec) -> bool:
+    return spec is EMBEDDED or spec is EMBEDDED_TINY
+
+
 def _specs(hw: Hardware, backend: BackendSettings, headers: dict[str, GgufInfo]) -> list[ModelSpec]:
     """Embedded is the CPU default (it stays interactive there) and the GPU
     fallback when no Ornith model fits with enough context.  A GGUF whose name
     does not say its size is planned from its own header."""
     if backend.kind == "embedded" or backend.model_size == "embedded":
-        return [EMBEDDED]
+        return [_embedded(backend)]
     if backend.model_size != "auto":
         return [MODELS[backend.model_size]]
     path = backend.model_path
@@ -257,8 +264,8 @@ def _specs(hw: Hardware, backend: BackendSettings, headers: dict[str, GgufInfo])
             f"({', '.join(RANK)}) and {why}; set backend.model_size"
         )
     if not hw.gpus:
-        return [EMBEDDED]
-    return [*(MODELS[size] for size in RANK), EMBEDDED]
+        return [_embedded(backend)]
+    return [*(MODELS[size] for size in RANK), _embedded(backend)]
 
 
 def _size_from_name(name: str) -> str | None:
@@ -271,7 +278,7 @@ def _quants(spec: ModelSpec, backend: BackendSettings, on_cpu: bool) -> list[Qua
     if spec.custom:
         return list(spec.quants)
     wanted = backend.quant
-    path = backend.model_path if spec is not EMBEDDED else None
+    path = backend.model_path if not _is_embedded(spec) else None
     model_dir = path is not None and is_model_dir(path)
     if wanted is None and path is not None:
         fmt = "safetensors" if model_dir else "gguf"
@@ -464,8 +471,8 @@ def _local_plan(
     headers: dict[str, GgufInfo],
 ) -> Plan:
     context = _context(p, backend.context_length)
-    embedded = p.spec is EMBEDDED
-    served = EMBEDDED_NAME if embedded else SERVED_NAME
+    embedded = _is_embedded(p.spec)
+    served = p.spec.size if embedded else SERVED_NAME
     if p.spec.custom:
         served = Path(p.quant.file or p.spec.repo).stem
     tps, speed_reason = _speed(p)
@@ -712,13 +719,13 @@ def _model_reason(p: _Placement, backend: BackendSettings, hw: Hardware) -> str:
         )
     if backend.model_path is not None:
         return f"The {p.spec.size} because backend.model_path {backend.model_path.name!r} names it."
-    if p.spec is EMBEDDED and not hw.gpus:
+    if _is_embedded(p.spec) and not hw.gpus:
         return (
-            f"The embedded {EMBEDDED_NAME}, the default with no GPU because it stays interactive "
+            f"The embedded {p.spec.size}, the default with no GPU because it stays interactive "
             'on a CPU; set backend.model_size = "9B" to run Ornith on the CPU if RAM allows.'
         )
-    if p.spec is EMBEDDED:
-        return f"The embedded {EMBEDDED_NAME}, because no Ornith model fits these GPUs with {MIN_CONTEXT} tokens."
+    if _is_embedded(p.spec):
+        return f"The embedded {p.spec.size}, because no Ornith model fits these GPUs with {MIN_CONTEXT} tokens."
     return (
         f"The {p.spec.size}: the first of {' > '.join(RANK)} that fits with at least {MIN_CONTEXT} "
         "tokens; the release prefers the 35B wherever it fits (about 3B active parameters decode "
@@ -738,7 +745,7 @@ def _quant_reason(p: _Placement, backend: BackendSettings) -> str:
         return f"{p.quant.name} (general.file_type in the header), {p.quant.size_gb:.3g} GB: the file's size on disk."
     if backend.quant is not None:
         return f"{name} because backend.quant asked for it."
-    if backend.model_path is not None and p.spec is not EMBEDDED:
+    if backend.model_path is not None and not _is_embedded(p.spec):
         return f"{name} because backend.model_path's name says so (or it is the only {p.quant.format} form); the arithmetic uses the catalog's size for it."
     if len(p.spec.quants) == 1:
         return f"{name}: the only file of the {p.spec.size}."
@@ -860,15 +867,15 @@ def _backend_extras(
     if p.backend == "llamacpp" and backend.parallel > 1:
         slots = backend.parallel
         extras.append(f"-np {slots} divides the {context} tokens into {slots} slots of {context // slots}.")
-    if p.spec is EMBEDDED and embedded_model is None:
+    if _is_embedded(p.spec) and embedded_model is None:
         extras.append(f"{p.quant.file} is a placeholder: the caller passes the path find_embedded_model() returns.")
-    if p.spec is EMBEDDED and backend.model_path is not None:
+    if _is_embedded(p.spec) and backend.model_path is not None:
         if embedded_model == str(backend.model_path):
             extras.append(f"backend.model_path {backend.model_path.name!r} is served in place of the embedded model's file.")
         else:
             extras.append("backend.model_path is not used for the embedded model.")
     pull = f"ornith-lsp pull --model-size {p.spec.size} --quant {p.quant.name}"
-    if p.spec is not EMBEDDED and p.backend == "llamacpp" and backend.model_path is None:
+    if not _is_embedded(p.spec) and p.backend == "llamacpp" and backend.model_path is None:
         extras.append(
             f"{p.quant.file} comes from {p.quant.repo} and is never downloaded at start: fetch it with "
             f"`{pull}` and pass its path as backend.model_path."

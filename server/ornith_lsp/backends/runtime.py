@@ -18,7 +18,9 @@ from typing import Any, NoReturn
 
 from ornith_lsp import settings as settings_mod
 from ornith_lsp.backends import embedded, ollama, vllm
-from ornith_lsp.backends.embedded import EMBEDDED_NAME
+from ornith_lsp.backends.embedded import EMBEDDED_MODELS
+
+EMBEDDED_NAMES = {m.name for m in EMBEDDED_MODELS.values()}
 from ornith_lsp.backends.gguf import GgufError, GgufInfo, read_header
 from ornith_lsp.backends.hardware import Hardware, probe
 from ornith_lsp.backends.planner import Plan, PlanError, is_model_dir, ollama_context_reason, plan
@@ -53,7 +55,7 @@ def make_plan(settings: Settings, hw: Hardware | None = None) -> tuple[Plan, lis
     local_file: str | None = str(b.model_path) if b.model_path is not None else None
     if local_file is None:
         try:
-            local_file = str(embedded.find_embedded_model())
+            local_file = str(embedded.find_embedded_model(b.embedded_model))
         except embedded.MissingPart as exc:
             missing["embedded_model"] = str(exc)
     headers: dict[str, GgufInfo] = {}
@@ -75,7 +77,7 @@ def make_plan(settings: Settings, hw: Hardware | None = None) -> tuple[Plan, lis
     if the_plan.backend == "llamacpp":
         if "llama_server" in missing:
             problems.append(missing["llama_server"])
-        if the_plan.model_size == EMBEDDED_NAME and "embedded_model" in missing:
+        if the_plan.model_size in EMBEDDED_NAMES and "embedded_model" in missing:
             problems.append(missing["embedded_model"])
         if header_problem and the_plan.model == local_file:
             problems.append(header_problem)

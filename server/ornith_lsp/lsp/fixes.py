@@ -197,7 +197,7 @@ async def _run_fix(ls: OrnithServer, state: FixState, overlays: dict[str, str]) 
         async with ls.backend.client() as llm:
             state.result = await fix(state.task, root=ls.root, llm=llm, settings=ls.settings,
                                      context_length=ls.backend.plan.context_length, overlays=overlays,
-                                     baseline=ls.baseline, on_event=on_event)
+                                     baseline=ls.baseline, on_event=on_event, model_size=ls.backend.plan.model_size)
         report = state.result.report
         outcome = f"{report.status}: {report.reason}"[:200]
         if state.result.verified:
