@@ -130,7 +130,8 @@ def write(name: str, data: dict, quick: bool) -> Path:
 @contextlib.asynccontextmanager
 async def embedded_backend(parallel: int = 1, log_dir: str | None = None,
                            context_per_slot: int | None = None,
-                           embedded_model: str = "tiny") -> AsyncIterator[Backend]:
+                           embedded_model: str = "tiny",
+                           extra_args: tuple[str, ...] = ()) -> AsyncIterator[Backend]:
     """The embedded llama-server under ornith-lsp's own supervisor (which reaps
     its process group however the benchmark ends).
 
@@ -152,6 +153,8 @@ async def embedded_backend(parallel: int = 1, log_dir: str | None = None,
         command = list(plan.command)
         command[command.index("-c") + 1] = str(context_per_slot * parallel)
         plan = plan.model_copy(update={"command": command})
+    if extra_args:
+        plan = plan.model_copy(update={"command": [*plan.command, *extra_args]})
     backend = Backend(s, plan)
     await backend.start()
     try:

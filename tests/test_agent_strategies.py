@@ -16,7 +16,7 @@ ASSERT_TASK = TASK.model_copy(update={"location": None})  # the assertion failed
 
 
 async def test_a_small_model_picks_sample_and_verify_and_the_first_verified_sample_wins(tmp_path):
-    answers = [{"strategy": "sample-and-verify", "reason": "cheap to check"},
+    answers = [{"strategy": "sample-and-verify"},
                WRONG, "```python\ndef add(a, b):\n    # same thing\n    return b-a\n```", RIGHT]
     result, requests, repo = await run(tmp_path, answers, task=ASSERT_TASK, model_class="small")
     r = result.report
@@ -38,7 +38,7 @@ async def test_a_small_model_picks_sample_and_verify_and_the_first_verified_samp
 
 
 async def test_a_cheating_sample_is_vetoed_and_sampling_goes_on(tmp_path):
-    answers = [{"strategy": "direct-rewrite", "reason": "one shot"}, CHEAT, RIGHT]
+    answers = [{"strategy": "direct-rewrite"}, CHEAT, RIGHT]
     result, _, _ = await run(tmp_path, answers, task=ASSERT_TASK, model_class="small")
     r = result.report
     assert r.status == "fixed", r
@@ -95,7 +95,7 @@ async def test_tool_calls_are_valid_by_construction_and_a_repeated_failing_call_
 
 
 async def test_the_users_tree_is_untouched_by_every_strategy(tmp_path):
-    answers = [{"strategy": "reproduce-then-fix", "reason": "see it fail"}, WRONG, RIGHT]
+    answers = [{"strategy": "reproduce-then-fix"}, WRONG, RIGHT]
     result, requests, repo = await run(tmp_path, answers, task=ASSERT_TASK, model_class="small")
     assert result.report.status == "fixed"
     # repair keeps the earlier answer and its failure in the conversation

@@ -27,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from ornith_lsp.agent import edits
 from ornith_lsp.agent.localize import Focus, numbered
@@ -60,8 +60,10 @@ READ_THEN_EDIT = Scaffold(
 
 
 class StrategyChoice(BaseModel):
+    """One word under the grammar: a dozen tokens, where a free "reason" cost
+    a small model on two CPU cores more than the fix itself."""
+
     strategy: Builtin
-    reason: str = Field("", max_length=120)
 
 
 class Agent(Protocol):
@@ -102,11 +104,11 @@ async def choose(agent: Agent) -> tuple[str, Literal["model", "setting", "fallba
               "- reproduce-then-fix: run the test, write a fix, then repair it from each failure\n"
               "- direct-rewrite: write one corrected version of the code\n"
               "- read-then-edit: read files and edit them step by step with tools\n"
-              'Answer with one JSON object: {"strategy": ..., "reason": ...}')
+              'Answer with one JSON object: {"strategy": ...}')
     messages = [{"role": "system", "content": "You choose a strategy for fixing a bug."},
                 {"role": "user", "content": prompt}]
     try:
-        done = await agent.complete(messages, "strategy", schema=StrategyChoice, max_tokens=96, temperature=0.0)
+        done = await agent.complete(messages, "strategy", schema=StrategyChoice, max_tokens=32, temperature=0.0)
         choice = parse(done.text, StrategyChoice, cut_off=done.finish_reason == "length")
     except ParseError as exc:
         agent.report.turns[-1].outcome = str(exc)
