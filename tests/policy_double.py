@@ -16,6 +16,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+NATIVE = "NATIVE:"
+
+
+def native(call: dict[str, Any]) -> str:
+    """An answer the double sends as an OpenAI ``tool_calls`` entry, not as text."""
+    return NATIVE + json.dumps(call)
+
+
 class ScriptedPolicyServer:
     def __init__(self, answers: list[str | dict[str, Any]], delay_s: float = 0.0):
         self.delay_s = delay_s
@@ -45,8 +53,15 @@ class ScriptedPolicyServer:
                 time.sleep(outer.delay_s)
                 text = outer.answers[index] if index < len(outer.answers) else '{"tool": "finish", "summary": "script ran out"}'
                 prompt = sum(len(m["content"]) for m in request["messages"]) // 4
+                message = {"role": "assistant", "content": text}
+                if text.startswith(NATIVE):  # a scripted native tool call
+                    call = json.loads(text[len(NATIVE):])
+                    message = {"role": "assistant", "content": None, "tool_calls": [{
+                        "id": f"call_{index}", "type": "function",
+                        "function": {"name": call.pop("tool"), "arguments": json.dumps(call)}}]}
+                    text = ""
                 body = json.dumps({
-                    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+                    "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
                     "usage": {"prompt_tokens": prompt, "completion_tokens": len(text) // 4 + 1,
                               "prompt_tokens_details": {"cached_tokens": 0}},
                 }).encode()

@@ -61,9 +61,12 @@ async def test_a_scripted_fix_is_verified_and_the_user_tree_is_untouched(tmp_pat
     # the prompt only grew at the end: every request extends the previous one
     for prev, cur in zip(requests, requests[1:]):
         assert cur["messages"][: len(prev["messages"])] == prev["messages"]
-    # constrained decoding was asked for: scaffold schema first, action schema after
+    # constrained decoding was asked for: scaffold schema first; the first action offered native
+    # tool calls, the double answered in text, so the later actions ran under the action schema
     assert requests[0]["response_format"]["json_schema"]["schema"] == sc.schema_of(sc.Scaffold)
-    assert requests[1]["response_format"]["json_schema"]["schema"] == sc.schema_of(sc.Action)
+    assert {t["function"]["name"] for t in requests[1]["tools"]} >= {"read_file", "search", "edit", "finish"}
+    assert requests[2]["response_format"]["json_schema"]["schema"] == sc.schema_of(sc.Action)
+    assert "tools" not in requests[2] and result.report.tool_call_mode == "json_schema"
 
 
 async def test_failed_check_replans_and_a_repeated_edit_is_refused(tmp_path):

@@ -102,3 +102,19 @@ async def test_the_users_tree_is_untouched_by_every_strategy(tmp_path):
     assert "That did not work" in requests[2]["messages"][-1]["content"]
     assert requests[2]["messages"][-2]["content"] == WRONG
     assert snapshot(repo)["calc.py"] == b"def add(a, b):\n    return a - b\n\n\ndef mul(a, b):\n    return a * b\n"
+
+
+async def test_native_tool_calls_are_used_when_the_model_makes_them(tmp_path):
+    from policy_double import native
+
+    answers = [PLAN, native({"tool": "read_file", "path": "calc.py"}), native({"tool": "step_done"}),
+               native({"tool": "edit", "path": "calc.py", "search": "return a - b", "replace": "return a + b"}),
+               native({"tool": "step_done"}), native({"tool": "finish", "summary": "done"})]
+    result, requests, _ = await run(tmp_path, answers)
+    r = result.report
+    assert r.status == "fixed" and r.tool_call_mode == "native", r
+    assert all("tools" in q and "response_format" not in q for q in requests[1:])
+    # a native call without its required argument is refused and answered, never run
+    answers = [PLAN, native({"tool": "search"}), native({"tool": "read_file", "path": "calc.py"})]
+    result, _, _ = await run(tmp_path / "again", answers, max_turns=3)
+    assert "invalid native tool call" in result.report.turns[1].outcome

@@ -93,6 +93,8 @@ class AgentSettings(_Strict):
     edit_format: Literal["auto", "symbol", "file", "search-replace"] = Field(
         "auto", description="how rewrite strategies ask for code; auto: the measured best for the model")
     candidates: int = Field(5, ge=1, le=50, description="fixes sampled and verified by sample-and-verify")
+    tool_calls: Literal["auto", "native", "json_schema"] = Field(
+        "auto", description="auto: native tool calls when the server and model make them, else constrained JSON")
 
 
 class GuardSettings(_Strict):

@@ -40,6 +40,20 @@ SCAFFOLD_TRIES = 2  # a plan that does not validate twice hands over to the buil
 EventSink = Callable[[str, dict[str, Any]], None]
 
 
+def native_tools() -> list[dict[str, Any]]:
+    """The action union as OpenAI function tools: one per member, its own
+    arguments required, so a native call is as well-formed as a constrained one."""
+    out = []
+    for member in Action.model_json_schema()["$defs"].values():
+        props = {k: v for k, v in member["properties"].items() if k != "tool"}
+        name = member["properties"]["tool"].get("const")
+        out.append({"type": "function", "function": {
+            "name": name, "description": member.get("description", name),
+            "parameters": {"type": "object", "properties": props,
+                           "required": [r for r in member.get("required", []) if r != "tool"]}}})
+    return out
+
+
 def prompt_text(name: str) -> str:
     return resources.files("ornith_lsp.agent").joinpath("prompts", name).read_text(encoding="utf-8")
 
@@ -58,6 +72,7 @@ class Loop:
         self.report = Report(task_id=task.id, focus=f"{focus.path}:{focus.symbol or '(file)'}" if focus else None)
         self.started = time.monotonic()
         self.context = context
+        self.native = limits.tool_calls in ("auto", "native")
         self.messages: list[dict[str, str]] = [
             {"role": "system", "content": prompt_text("system.md")},
             {"role": "user", "content": prompt_text("task.md").format(
@@ -82,7 +97,8 @@ class Loop:
             raise Stop("budget", f"the conversation reached the context window ({self.limits.context_length} tokens)")
 
     async def complete(self, messages: list[dict[str, str]], stage: str, *, schema: type[BaseModel] | None = None,
-                       max_tokens: int | None = None, temperature: float | None = None) -> Completion:
+                       max_tokens: int | None = None, temperature: float | None = None,
+                       tools: list[dict[str, Any]] | None = None) -> Completion:
         """One model call inside every budget; the wall budget holds during a
         slow answer too (the request is cancelled)."""
         self.check_budget(None if messages is self.messages else messages)
@@ -91,7 +107,8 @@ class Loop:
             done: Completion = await asyncio.wait_for(self.llm.complete(
                 messages, json_schema=schema_of(schema) if schema else None,
                 max_tokens=max_tokens or self.limits.output_tokens,
-                temperature=self.limits.temperature if temperature is None else temperature),
+                temperature=self.limits.temperature if temperature is None else temperature,
+                tools=tools, tool_choice="required" if tools else None),
                 timeout=max(remaining, 0.1))
         except asyncio.TimeoutError:
             raise Stop("budget", f"wall-time budget of {self.limits.wall_s:.0f} s used up "
@@ -105,15 +122,60 @@ class Loop:
             prefill_ms=t.get("prompt_ms"), decode_ms=t.get("predicted_ms")))
         return done
 
+    async def _native(self, stage: str) -> Action | None:
+        """A tool call the model makes natively (vLLM's tool parser, llama-server
+        with ``--jinja``).  Tried once; a server that refuses ``tools`` or a
+        model that answers in text switches the task to schema-constrained
+        JSON, so a template that cannot make real tool calls costs one turn."""
+        try:
+            done = await self.complete(self.messages, stage, tools=native_tools())
+        except Stop as stop:
+            if stop.status != "error":
+                raise
+            self.report.turns.append(Turn(n=len(self.report.turns) + 1, stage=stage, prompt_tokens=0,
+                                          cached_tokens=0, completion_tokens=0,
+                                          outcome=f"native tool calls refused: {stop.reason[:150]}"))
+            self.native = False
+            return None
+        call = next((c.get("function") for c in done.tool_calls if isinstance(c, dict) and c.get("function")), None)
+        if call is None:
+            self.native = False
+            self.messages.append({"role": "assistant", "content": done.text})
+            try:  # a call leaked into the text is still a call
+                action = parse(done.text, Action, cut_off=done.finish_reason == "length")
+            except ParseError as exc:
+                self.report.turns[-1].outcome = f"no native tool call; {exc}"
+                self._say(f"{exc}. Answer with one JSON object of the schema, nothing else.")
+                return None
+            self.report.tool_call_mode = self.report.tool_call_mode or "text"
+            return action
+        try:
+            args = json.loads(call.get("arguments") or "{}")
+            action = Action.model_validate({**args, "tool": call.get("name")})
+        except (ValueError, TypeError) as exc:
+            self.messages.append({"role": "assistant", "content": json.dumps({"tool": call.get("name")})})
+            self.report.turns[-1].outcome = f"invalid native tool call: {str(exc)[:150]}"
+            self._say(f"The tool call was invalid: {str(exc)[:300]}. Call one tool with its required arguments.")
+            return None
+        self.report.tool_call_mode = "native"
+        self.messages.append({"role": "assistant", "content": action.model_dump_json(exclude_none=True)})
+        return action
+
     async def _ask(self, schema: type[BaseModel], stage: str, tries: int | None = None) -> Any:
         """A call under the schema in the tool conversation; a parse error is
         told to the model and retried within budget (or ``tries`` times)."""
         failures = 0
         while True:
+            if schema is Action and self.native:
+                action = await self._native(stage)
+                if action is not None:
+                    return action
+                continue
             # a plan is several actions long: give it room to finish its JSON
             budget = self.limits.output_tokens * (2 if schema is Scaffold else 1)
             done = await self.complete(self.messages, stage, schema=schema, max_tokens=budget)
-            self.report.tool_call_mode = self.report.tool_call_mode or "json_schema"
+            if schema is Action and self.report.tool_call_mode in (None, "text"):
+                self.report.tool_call_mode = "json_schema"
             self.messages.append({"role": "assistant", "content": done.text})
             try:
                 return parse(done.text, schema, cut_off=done.finish_reason == "length")

@@ -24,6 +24,7 @@ class Limits(BaseModel):
     small_model: bool = False
     edit_format: EditFormat = "symbol"
     candidates: int = 5
+    tool_calls: Literal["auto", "native", "json_schema"] = "auto"
 
 
 class Verification(BaseModel):
@@ -61,7 +62,7 @@ class Report(BaseModel):
     strategy: str | None = None
     strategy_chosen_by: Literal["model", "setting", "fallback"] | None = None
     strategies_run: list[str] = Field(default_factory=list)
-    tool_call_mode: Literal["json_schema", "free_text"] | None = None
+    tool_call_mode: Literal["native", "json_schema", "text", "free_text"] | None = None
     edit_format: str | None = None
     focus: str | None = None
     scaffolds: list[dict[str, Any]] = Field(default_factory=list)

@@ -229,7 +229,8 @@ async def fix(task: Task, *, root: Path, llm: ChatClient, settings: Settings, co
         limits = Limits(turns=a.max_turns, tokens=a.max_tokens, wall_s=a.max_wall_s,
                         output_tokens=a.max_output_tokens, context_length=context_length,
                         temperature=a.temperature, strategy=a.strategy, small_model=small,
-                        edit_format=edit_format_for(a.edit_format, model_size), candidates=a.candidates)
+                        edit_format=edit_format_for(a.edit_format, model_size), candidates=a.candidates,
+                        tool_calls=a.tool_calls)
         loop = Loop(task, llm=llm, tools=tools, verify=verify, context=context, limits=limits,
                     on_event=on_event, focus=focus)
         result.report = await loop.run()
