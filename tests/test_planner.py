@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ornith_lsp.backends import catalog, hardware
-from ornith_lsp.backends.embedded import EMBEDDED_CONTEXT, EMBEDDED_NAME
+from ornith_lsp.backends.embedded import EMBEDDED_CONTEXT, EMBEDDED_NAME, EMBEDDED_QUANT
 from ornith_lsp.backends.hardware import Gpu, Hardware, HardwareError, parse_nvidia_smi, probe
 from ornith_lsp.backends.planner import (
     CPU_HEADROOM_MIB,
@@ -46,9 +46,9 @@ RTX4090 = card("NVIDIA GeForce RTX 4090", 24)
 
 # fixture id: (hardware, model_size, quant, backend, gpu_indices, release row it is checked against)
 TABLE = {
-    "cpu-8GB": (machine(ram_gb=8), EMBEDDED_NAME, "Q4_1", "llamacpp", [], "no GPU: embedded by default"),
-    "cpu-16GB": (machine(ram_gb=16), EMBEDDED_NAME, "Q4_1", "llamacpp", [], "no GPU: embedded by default"),
-    "cpu-64GB": (machine(ram_gb=64), EMBEDDED_NAME, "Q4_1", "llamacpp", [], "no GPU: embedded by default"),
+    "cpu-8GB": (machine(ram_gb=8), EMBEDDED_NAME, EMBEDDED_QUANT, "llamacpp", [], "no GPU: embedded by default"),
+    "cpu-16GB": (machine(ram_gb=16), EMBEDDED_NAME, EMBEDDED_QUANT, "llamacpp", [], "no GPU: embedded by default"),
+    "cpu-64GB": (machine(ram_gb=64), EMBEDDED_NAME, EMBEDDED_QUANT, "llamacpp", [], "no GPU: embedded by default"),
     "1x8GB": (machine(card("NVIDIA GeForce RTX 4060", 8)), "9B", "Q4_K_M", "llamacpp", [0], "9B Q4 fits on 8 GB"),
     "1x12GB": (machine(card("NVIDIA GeForce RTX 3060", 12)), "9B", "Q4_K_M", "llamacpp", [0], "9B Q4 on 8-12 GB"),
     "1x16GB": (machine(card("NVIDIA GeForce RTX 4080", 16)), "9B", "Q8_0", "llamacpp", [0], "35B needs 24 GB"),
@@ -141,7 +141,7 @@ def test_catalog_keeps_release_figures():
     assert sizes[("35B", "Q4_K_M")] == 21.2
     assert sizes[("35B", "Q5_K_M")] == 24.7
     assert catalog.MODELS["35B"].active_params_b == 3
-    assert catalog.EMBEDDED.quants[0].size_gb == 0.1
+    assert catalog.EMBEDDED.quants[0].size_gb == 1.12 and catalog.EMBEDDED_TINY.quants[0].size_gb == 0.1
     assert (catalog.EMBEDDED.layers, catalog.EMBEDDED.kv_heads, catalog.EMBEDDED.head_dim) == (30, 3, 64)
 
 
