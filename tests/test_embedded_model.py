@@ -68,3 +68,14 @@ def test_doctor_names_the_embedded_model_its_licence_and_source(tmp_path, key):
     assert out.returncode == 0, out.stderr
     model = embedded.EMBEDDED_MODELS[key]
     assert model.name in out.stdout and "Apache-2.0" in out.stdout and "PyPI" in out.stdout
+
+
+@pytest.mark.parametrize("key", ["coder-1.5b", "tiny"])
+def test_the_catalog_facts_match_each_embedded_files_own_header(key):
+    from ornith_lsp.backends import catalog
+    from ornith_lsp.backends.gguf import read_header
+
+    header = read_header(str(embedded.find_embedded_model(key)))
+    spec = catalog.spec(key if key == "tiny" else "embedded")
+    assert (header.block_count, header.head_count_kv, header.head_dim) == (spec.layers, spec.kv_heads, spec.head_dim)
+    assert header.context_length >= spec.max_context

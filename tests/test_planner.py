@@ -142,7 +142,8 @@ def test_catalog_keeps_release_figures():
     assert sizes[("35B", "Q5_K_M")] == 24.7
     assert catalog.MODELS["35B"].active_params_b == 3
     assert catalog.EMBEDDED.quants[0].size_gb == 1.12 and catalog.EMBEDDED_TINY.quants[0].size_gb == 0.1
-    assert (catalog.EMBEDDED.layers, catalog.EMBEDDED.kv_heads, catalog.EMBEDDED.head_dim) == (30, 3, 64)
+    assert (catalog.EMBEDDED.layers, catalog.EMBEDDED.kv_heads, catalog.EMBEDDED.head_dim) == (28, 2, 128)
+    assert (catalog.EMBEDDED_TINY.layers, catalog.EMBEDDED_TINY.kv_heads, catalog.EMBEDDED_TINY.head_dim) == (30, 3, 64)
 
 
 def test_exact_llama_server_argv():
