@@ -301,12 +301,13 @@ if __name__ == "__main__":
     p.add_argument("--model", help="the model name to send (with --endpoint)")
     p.add_argument("--api-key-env", help="NAME of the environment variable holding the endpoint's key")
     p.add_argument("--context-length", type=int, default=8192, help="with --endpoint")
-    p.add_argument("--quick", action="store_true", help="2 tasks, 2 turns, tiny budgets")
+    p.add_argument("--quick", action="store_true", help="2 tasks, 2 turns, 2 candidates, tiny budgets, the tiny model")
     a = p.parse_args()
     if a.endpoint and not a.model:
         p.error("--endpoint needs --model")
     if a.quick:
         a.limit, a.turns, a.max_output_tokens, a.one_shot_tokens, a.max_wall_s = 2, 2, 64, 128, 300
+        a.candidates, a.embedded_model = 2, a.embedded_model if "--embedded-model" in sys.argv else "tiny"
     res = asyncio.run(main(a))
     path = write(a.name, res, a.quick)
     ag, js, tx = res["agent"], res["one_shot"], res["one_shot_text"]

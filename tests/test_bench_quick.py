@@ -84,12 +84,21 @@ def test_repomap():
 def test_fixrate():
     d = run_quick("fixrate")
     assert d["total"] == 2 and len(d["tasks"]) == 2
-    for side in ("agent", "one_shot"):
+    for side in ("agent", "one_shot", "one_shot_text"):
         assert 0 <= d[side]["fixed"] <= d["total"]
         assert positive(d[side]["median_tokens_per_task"]) and positive(d[side]["median_wall_s_per_task"])
     assert d["agent"]["veto_events_by_rule"] >= 0 and d["one_shot"]["passed_but_vetoed_by_guard"] >= 0
     assert all(t["agent"]["status"] != "error" for t in d["tasks"]), [t["agent"] for t in d["tasks"]]
     assert all("canonical" not in json.dumps(t) for t in d["tasks"])
+
+
+def test_speculative():
+    d = run_quick("speculative")
+    assert d["prompts"] == 2 and d["flags"] == ["--spec-type", "ngram-simple"]
+    for side in ("A_plain", "B_ngram"):
+        assert positive(d["medians"][side]["decode_tok_s"]) and positive(d["medians"][side]["wall_s"])
+    assert 0 <= d["draft_accepted"] <= d["draft_tokens"]
+    assert 0 <= d["answers_that_differ"] <= d["prompts"]
 
 
 def test_concurrency():

@@ -29,7 +29,7 @@ from pydantic import BaseModel
 
 from ornith_lsp.agent import edits, strategies
 from ornith_lsp.agent.localize import Focus
-from ornith_lsp.agent.report import Candidate, Limits, Report, Status, Stop, Turn, Verification
+from ornith_lsp.agent.report import Limits, Report, Stop, Turn, Verification
 from ornith_lsp.agent.scaffold import Action, ParseError, Rewrite, Scaffold, Step, parse, schema_of
 from ornith_lsp.agent.tools import ToolError, Tools, tool_help
 from ornith_lsp.llm.client import ChatClient, Completion, LLMError
