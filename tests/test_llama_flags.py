@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from ornith_lsp import procs
 from ornith_lsp.backends.hardware import Gpu, Hardware
 from ornith_lsp.backends.llamacpp import FLAGS

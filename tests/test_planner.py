@@ -9,11 +9,16 @@ import re
 from pathlib import Path
 
 import pytest
-
 from ornith_lsp import procs
 from ornith_lsp.backends import catalog, hardware
 from ornith_lsp.backends.embedded import EMBEDDED_CONTEXT, EMBEDDED_NAME
-from ornith_lsp.backends.hardware import Gpu, Hardware, HardwareError, parse_nvidia_smi, probe
+from ornith_lsp.backends.hardware import (
+    Gpu,
+    Hardware,
+    HardwareError,
+    parse_nvidia_smi,
+    probe,
+)
 from ornith_lsp.backends.placement import CPU_HEADROOM_MIB, VLLM_HEADROOM_MIB
 from ornith_lsp.backends.planner import Plan, PlanError, plan, plan_summary
 from ornith_lsp.backends.vllm import VLLM_GPU_MEMORY_UTILIZATION
@@ -394,8 +399,8 @@ def test_probe_reports_a_failing_nvidia_smi(monkeypatch):
 
 # custom GGUF files --------------------------------------------------------
 
-from ornith_lsp.backends import gguf  # noqa: E402
-from ornith_lsp.backends.ollama import is_ollama_port, ollama_model_name  # noqa: E402
+from ornith_lsp.backends import gguf
+from ornith_lsp.backends.ollama import is_ollama_port, ollama_model_name
 
 
 @pytest.fixture
@@ -633,7 +638,7 @@ def test_kv_cache_is_quantized_only_where_f16_falls_under_the_floor():
     assert cmd[cmd.index("-fa") + 1] == "on"
     reason = next(r for r in p.reasons if r.startswith("KV cache stored as q8_0"))
     assert "with f16 only 4096 tokens fit, under the 8192 needed" in reason
-    spec, fits = memory_check(p, desktop, BackendSettings())
+    _, fits = memory_check(p, desktop, BackendSettings())
     assert fits(p.context_length) and not fits(p.context_length + 1024)
     # nothing is quantized where f16 already leaves the floor
     full = plan(machine(RTX4090), BackendSettings())
@@ -725,6 +730,11 @@ def test_a_dense_model_asked_to_offload_experts_is_refused():
         plan(machine(RTX4080), BackendSettings(model_size="35B", cpu_moe_layers=4, gpu_layers=20))
     with pytest.raises(PlanError, match="no GPU is usable"):
         plan(machine(), BackendSettings(model_size="35B", cpu_moe_layers=4))
+    with pytest.raises(PlanError, match="the 397B has no GGUF file"):
+        plan(machine(RTX4080), BackendSettings(model_size="397B", cpu_moe_layers=4))
+    # left to the automatic choice, the setting picks among the models that have experts
+    auto = plan(machine(RTX4080, ram_gb=32), BackendSettings(cpu_moe_layers=30))
+    assert (auto.model_size, auto.cpu_moe_layers) == ("35B", 30)
 
 
 def test_31b_asked_for_on_a_12gb_card_splits_its_layers():

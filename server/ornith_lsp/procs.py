@@ -189,7 +189,7 @@ def capture(argv: Sequence[str], timeout_s: float) -> CaptureResult:
             stdout=out,
             stderr=err,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 -- one prctl call, async-signal-safe
         )
         timed_out = False
         try:

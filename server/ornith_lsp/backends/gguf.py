@@ -172,7 +172,7 @@ def _read_metadata(fh: BinaryIO, size: int) -> tuple[int, int, dict[str, Any], t
     return version, tensors, values, _expert_tensors(reader, tensors, values)
 
 
-def _expert_tensors(reader: "_Reader", count: int, values: dict[str, Any]) -> tuple[int, int]:
+def _expert_tensors(reader: _Reader, count: int, values: dict[str, Any]) -> tuple[int, int]:
     """(bytes, layers) of the routed-expert tensors, from the tensor table.
 
     Each entry is a name, its dimensions, a type and an offset into the data

@@ -93,7 +93,10 @@ def plan(
     headers = dict(gguf_headers or {})
     wanted = backend.context_length
     skipped: list[tuple[ModelSpec, list[Placement]]] = []
-    for spec in _specs(hw, backend, headers):
+    specs = _specs(hw, backend, headers)
+    if backend.cpu_moe_layers and len(specs) > 1:  # the automatic choice, among models with experts
+        specs = [spec for spec in specs if _offloadable(spec)]
+    for spec in specs:
         _refuse_expert_offload(spec, backend)
         options = _placements(spec, hw, backend)
         chosen = _choose(options, wanted)
@@ -203,6 +206,8 @@ def _refuse_expert_offload(spec: ModelSpec, backend: BackendSettings) -> None:
         return
     if spec.custom and spec.expert_share and not _offloadable(spec):
         raise PlanError(_unknown_experts(spec, f"backend.cpu_moe_layers = {n}"))
+    if not any(q.format == "gguf" for q in spec.quants):
+        raise PlanError(f"backend.cpu_moe_layers = {n} is a llama-server setting, and the {spec.size} has no GGUF file")
     if not spec.is_moe:
         kind = "GGUF" if spec.custom else f"{spec.size}"
         raise PlanError(
