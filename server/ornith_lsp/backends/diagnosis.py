@@ -15,7 +15,7 @@ from typing import Any
 from .. import settings as settings_mod
 from ..settings import Settings
 from . import embedded, ollama
-from .hardware import probe
+from .hardware import Hardware, probe
 from .planner import Plan, PlanError, alternatives, plan_summary
 from .runtime import find_vllm, make_plan, probe_remote
 
@@ -59,7 +59,7 @@ def diagnose(s: Settings, hardware_file: Path | None = None) -> Diagnosis:
     return Diagnosis(report, the_plan, problems)
 
 
-def _alternatives(s: Settings, hw: Any, chosen: Plan) -> list[Plan]:
+def _alternatives(s: Settings, hw: Hardware, chosen: Plan) -> list[Plan]:
     llama_server = chosen.command[0] if chosen.backend == "llamacpp" and chosen.command else "llama-server"
     return alternatives(hw, s.backend, chosen, llama_server=llama_server, vllm_cmd=find_vllm())
 

@@ -27,7 +27,7 @@ from . import catalog, reasons
 from .catalog import EMBEDDED, MODELS, RANK, SERVED_NAME, ModelSpec, Quant
 from .embedded import EMBEDDED_NAME
 from .gguf import GgufInfo
-from .hardware import Hardware
+from .hardware import Gpu, Hardware
 from .llamacpp import llama_command
 from .ollama import OLLAMA_PORT, is_ollama_port, ollama_context_reason
 from .placement import CPU_CONTEXT, Placement, mib, pin_gpus, place, targets
@@ -313,7 +313,7 @@ def _kv_types(quant: Quant, gpus: bool, backend: BackendSettings) -> list[str]:
 def _with_kv(
     spec: ModelSpec,
     quant: Quant,
-    gpus: tuple,
+    gpus: tuple[Gpu, ...],
     gpu_layers: int,
     hw: Hardware,
     backend: BackendSettings,
@@ -374,7 +374,7 @@ def _split_placements(spec: ModelSpec, hw: Hardware, backend: BackendSettings, k
     return out
 
 
-def _gpu_sets(hw: Hardware, quant: Quant, backend: BackendSettings) -> list[tuple]:
+def _gpu_sets(hw: Hardware, quant: Quant, backend: BackendSettings) -> list[tuple[Gpu, ...]]:
     counts = _gpu_counts(len(hw.gpus), quant, backend.tensor_parallel_size, backend.pipeline_parallel_size)
     ordered = sorted(hw.gpus, key=lambda g: (-g.free_mib, g.index))
     return [tuple(ordered[:count]) for count in counts]

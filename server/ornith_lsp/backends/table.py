@@ -69,7 +69,7 @@ def _how(p: Plan) -> str:
 
 
 def _row(label: str, hw: Hardware, settings: dict[str, object]) -> str:
-    p = plan(hw, BackendSettings(**settings))
+    p = plan(hw, BackendSettings.model_validate(settings))
     if p.model_size == EMBEDDED.size:
         # Named generically, so the table holds whichever model is embedded.
         return f"| {label} | {_asked(settings)} | the embedded model | its own | llama-server on the CPU | |"
