@@ -281,8 +281,11 @@ def test_gpu_layers_override_splits_weights_with_ram():
     assert (p.model_size, p.gpu_layers) == ("35B", 30)
     assert p.command[p.command.index("-ngl") + 1] == "30"
     assert "--n-cpu-moe" not in p.command
-    with pytest.raises(PlanError, match="16384 MiB free"):
+    with pytest.raises(PlanError, match="16384 MiB free") as err:
         plan(machine(card("NVIDIA GeForce RTX 4080", 16), ram_gb=8), BackendSettings(model_size="35B"))
+    assert "> 8192 MiB RAM" in str(err.value)
+    with pytest.raises(PlanError, match=r"even with the experts of 48 of 48 layers in RAM.* > 2048 MiB free"):
+        plan(machine(card("NVIDIA GeForce RTX 3050", 2), ram_gb=64), BackendSettings(model_size="35B"))
 
 
 def test_vllm_on_cpu_is_refused():
@@ -716,7 +719,7 @@ def test_not_enough_ram_for_the_offloaded_experts_is_refused_with_arithmetic():
     with pytest.raises(PlanError) as err:
         plan(machine(RTX3060, ram_gb=8), BackendSettings(model_size="35B"))
     message = str(err.value)
-    assert "backend.model_size = 35B cannot be served here" in message
+    assert "backend.model_size = 35B cannot be served here" in message and "but RAM cannot hold them" in message
     assert re.search(r"RAM: \d+ x 411 MiB = \d+ MiB experts \+ 2048 MiB headroom \+ 256 MiB prompt cache = \d+ MiB > 8192 MiB RAM", message)
     assert "12288 MiB free" in message
 

@@ -102,12 +102,15 @@ def plan(
         chosen = _choose(options, wanted)
         if chosen is None and _may_split(spec, hw, backend):
             _refuse_unknown_experts(spec, options, backend)
+            splits: list[Placement] = []
             for kv in _kv_types(spec.quants[-1], True, backend):
                 splits = _split_placements(spec, hw, backend, kv)
                 chosen = _choose(splits, wanted)
-                options = options + splits
                 if chosen is not None:
                     break
+            if chosen is None and splits:
+                asked = reasons.overrides(backend) or "the automatic choice"
+                raise PlanError(f"{asked} cannot be served here: {reasons.split_refusal(spec, splits, backend)}")
         if chosen is not None:
             return _local_plan(chosen, skipped, hw, backend, llama_server, embedded_model, vllm_cmd, headers)
         skipped.append((spec, options))

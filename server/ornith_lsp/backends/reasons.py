@@ -375,3 +375,29 @@ def no_fit_message(tried: list[tuple[ModelSpec, list[Placement]]], backend: Back
         floor = targets(best, backend.context_length)[0]
         lines.append(f"{best.explain(floor)} (at most {best.max_context} tokens fit)")
     return f"{asked} cannot be served here: " + " | ".join(lines)
+
+
+def split_refusal(spec: ModelSpec, splits: list[Placement], backend: BackendSettings) -> str:
+    """Why no split works, from the split that comes closest: the fewest
+    layers or experts in RAM that leave the GPU enough context (so RAM is what
+    is short), or, when none does, everything movable in RAM (so the GPU is)."""
+    def floor(p: Placement) -> int:
+        return targets(p, backend.context_length)[0]
+
+    def what(p: Placement) -> str:
+        if p.cpu_moe_layers:
+            return f"the experts of {p.cpu_moe_layers} of {spec.layers} layers"
+        return f"{spec.layers + 1 - p.gpu_layers} of {spec.layers + 1} layers"
+
+    gpu_fits = [p for p in splits if p.pools[0].max_tokens() >= floor(p)]
+    if gpu_fits:
+        best = gpu_fits[0]
+        return (
+            f"the GPU holds the {spec.size} {best.quant.name} with {what(best)} in RAM, but RAM cannot hold "
+            f"them: {best.explain(floor(best))}"
+        )
+    best = max(splits, key=lambda p: (p.pools[0].max_tokens(), p.room))
+    return (
+        f"even with {what(best)} in RAM, the GPU cannot hold the rest of the {spec.size} "
+        f"{best.quant.name} with {floor(best)} tokens: {best.explain(floor(best))}"
+    )
