@@ -420,6 +420,8 @@ def test_gguf_header_of_the_real_embedded_file(other_gguf):
     assert (info.embedding_length, info.head_dim, info.context_length) == (576, 64, 8192)
     assert info.kv_bytes_per_token == 2 * 30 * 3 * 64 * 2
     assert info.file_type == "Q4_1" and info.size_bytes == other_gguf.stat().st_size
+    assert info.vocab_size == 49152  # the length of tokenizer.ggml.tokens, which is skipped, not kept
+    assert (info.expert_bytes, info.expert_count, info.is_moe) == (None, None, False)  # its tensor table has no *_exps
     assert info.chat_template and "<|im_start|>" in info.chat_template
     assert not info.supports_tools
 
