@@ -141,3 +141,14 @@ def test_report_renders_every_result_from_the_json(tmp_path):
     bad = subprocess.run([sys.executable, str(BENCH / "report.py"), "--results", str(tmp_path), "--readme", str(readme)],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "bench:start" in bad.stderr and readme.read_text() == "no markers\n"
+
+
+def test_compute_buffer():
+    """The shipped llama-server's compute buffer grows by exactly the mask the
+    planner assumes under flash attention, and its fixed part stays under the
+    planner's bound."""
+    d = run_quick("compute_buffer")
+    per_token = d["bytes_per_context_token"]
+    assert per_token["on"] == d["planner_mask_bytes_per_token"]
+    assert per_token["off"] > 4 * per_token["on"]
+    assert 0 < d["fixed_mib_flash_attn"] <= d["planner_fixed_bound_mib"]

@@ -153,18 +153,48 @@ def test_doctor_with_a_gpu_that_has_no_free_memory(tmp_path, llama_server, embed
 
 
 def test_doctor_with_a_context_larger_than_memory_allows(tmp_path, llama_server, embedded_model):
+    """With every layer pinned to the GPU (backend.gpu_layers = 37), 64K of context cannot fit 8 GB."""
     csv = tmp_path / "smi.csv"
     csv.write_text("0, NVIDIA GeForce RTX 4060, 8192, 8192\n")
     args = ("--hardware", str(csv), "--model-size", "9B", "--context-length", "65536")
-    res = doctor(tmp_path, *args)
+    pinned = {"ORNITH_BACKEND__GPU_LAYERS": "37"}
+    res = doctor(tmp_path, *args, env=pinned)
     assert res.returncode == 2
     assert "GPU 0 NVIDIA GeForce RTX 4060 8192/8192 MiB free" in res.stdout and "CPU cores" in res.stdout
-    assert "backend:        none" in res.stdout and "11866 MiB > 8192 MiB free" in res.stdout
+    assert "backend:        none" in res.stdout and "11715 MiB > 8192 MiB free" in res.stdout
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot plan" in lines[0] and "65536" in lines[0] and "Traceback" not in res.stderr
-    report = json.loads(doctor(tmp_path, *args, "--json").stdout)
-    assert report["backend"] is None and "11866 MiB" in report["error"]
+    report = json.loads(doctor(tmp_path, *args, "--json", env=pinned).stdout)
+    assert report["backend"] is None and "11715 MiB" in report["error"]
     assert report["hardware"]["gpus"][0]["name"] == "NVIDIA GeForce RTX 4060" and report["problems"] == []
+    # left to the planner, the layers that do not fit stay in RAM
+    split = json.loads(doctor(tmp_path, *args, "--json").stdout)
+    assert split["backend"] == "llamacpp" and split["context_length"] == 65536 and 0 < split["gpu_layers"] < 37
+
+
+def test_doctor_refuses_expert_offload_it_cannot_plan(tmp_path, llama_server, embedded_model):
+    csv = tmp_path / "smi.csv"
+    csv.write_text("0, NVIDIA GeForce RTX 4080, 16376, 15800\n")
+    res = doctor(tmp_path, "--hardware", str(csv), "--model-size", "9B", env={"ORNITH_BACKEND__CPU_MOE_LAYERS": "8"})
+    assert res.returncode == 2 and "backend:        none" in res.stdout
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cpu_moe_layers = 8" in lines[0] and "dense model" in lines[0]
+    assert "Traceback" not in res.stderr
+
+
+def test_doctor_offers_the_35b_with_experts_in_ram(tmp_path, llama_server, embedded_model):
+    csv = tmp_path / "smi.csv"
+    csv.write_text("0, NVIDIA GeForce RTX 4080, 16376, 15800\n")
+    res = doctor(tmp_path, "--hardware", str(csv))
+    assert res.returncode == 0, res.stderr
+    assert "model:          Ornith-1.0-9B-Q8_0.gguf (9B, Q8_0)" in res.stdout
+    alternative = [line for line in res.stdout.splitlines() if line.startswith("alternative:")]
+    assert len(alternative) == 1 and "the 35B Q4_K_M" in alternative[0] and "--n-cpu-moe" in alternative[0]
+    assert "an estimate" in alternative[0] and alternative[0].endswith("use it with --model-size 35B")
+    report = json.loads(doctor(tmp_path, "--hardware", str(csv), "--json").stdout)
+    (other,) = report["alternatives"]
+    assert other["model_size"] == "35B" and other["cpu_moe_layers"] > 0
+    assert other["command"][other["command"].index("--n-cpu-moe") + 1] == str(other["cpu_moe_layers"])
 
 
 def test_doctor_with_an_unreachable_remote_endpoint(tmp_path):

@@ -5,23 +5,23 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
+import re
 from pathlib import Path
 
 import pytest
-
+from ornith_lsp import procs
 from ornith_lsp.backends import catalog, hardware
 from ornith_lsp.backends.embedded import EMBEDDED_CONTEXT, EMBEDDED_NAME, EMBEDDED_QUANT
-from ornith_lsp.backends.hardware import Gpu, Hardware, HardwareError, parse_nvidia_smi, probe
-from ornith_lsp.backends.planner import (
-    CPU_HEADROOM_MIB,
-    HEADROOM_MIB,
-    VLLM_GPU_MEMORY_UTILIZATION,
-    Plan,
-    PlanError,
-    plan,
-    plan_summary,
+from ornith_lsp.backends.hardware import (
+    Gpu,
+    Hardware,
+    HardwareError,
+    parse_nvidia_smi,
+    probe,
 )
+from ornith_lsp.backends.placement import CPU_HEADROOM_MIB, VLLM_HEADROOM_MIB
+from ornith_lsp.backends.planner import Plan, PlanError, plan, plan_summary
+from ornith_lsp.backends.vllm import VLLM_GPU_MEMORY_UTILIZATION
 from ornith_lsp.settings import BackendSettings
 
 MIB = 1 << 20
@@ -50,16 +50,24 @@ TABLE = {
     "cpu-16GB": (machine(ram_gb=16), EMBEDDED_NAME, EMBEDDED_QUANT, "llamacpp", [], "no GPU: embedded by default"),
     "cpu-64GB": (machine(ram_gb=64), EMBEDDED_NAME, EMBEDDED_QUANT, "llamacpp", [], "no GPU: embedded by default"),
     "1x8GB": (machine(card("NVIDIA GeForce RTX 4060", 8)), "9B", "Q4_K_M", "llamacpp", [0], "9B Q4 fits on 8 GB"),
+    "1x8GB-4060Ti-desktop": (
+        machine(("NVIDIA GeForce RTX 4060 Ti", 8188, 7702)),
+        "9B",
+        "Q4_K_M",
+        "llamacpp",
+        [0],
+        "9B Q4 (~6 GB) on an 8 GB RTX 4060 Ti, the card the release names",
+    ),
     "1x12GB": (machine(card("NVIDIA GeForce RTX 3060", 12)), "9B", "Q4_K_M", "llamacpp", [0], "9B Q4 on 8-12 GB"),
     "1x16GB": (machine(card("NVIDIA GeForce RTX 4080", 16)), "9B", "Q8_0", "llamacpp", [0], "35B needs 24 GB"),
     "1x24GB": (machine(RTX4090), "35B", "Q4_K_M", "llamacpp", [0], "35B Q4_K_M on 24 GB"),
     "1x24GB-desktop": (
         machine(card("NVIDIA GeForce RTX 4090", 24, free_mib=22_500)),
-        "31B",
+        "35B",
         "Q4_K_M",
         "llamacpp",
         [0],
-        "31B: more than the 9B needs, 35B does not fit",
+        "prefer 35B wherever it fits: with an f16 KV cache it leaves under 8K here, with q8_0 it fits",
     ),
     "1x32GB": (machine(card("NVIDIA GeForce RTX 5090", 32)), "35B", "Q5_K_M", "llamacpp", [0], "35B Q5_K_M on 32 GB"),
     "1x48GB": (machine(card("NVIDIA RTX 6000 Ada Generation", 48)), "35B", "Q8_0", "llamacpp", [0], "prefer 35B"),
@@ -74,24 +82,33 @@ def kv_bytes_per_token(spec: catalog.ModelSpec) -> int:
     return 2 * spec.layers * spec.kv_heads * spec.head_dim * 2
 
 
+KV_BYTES = {"f16": 2, "q8_0": 34 / 32, "q4_0": 18 / 32}
+LLAMA_MARGIN = 1024 * MIB  # llama.cpp's default --fit-target per GPU
+
+
+def llama_gpu_reserve(spec: catalog.ModelSpec, context: int) -> int:
+    """llama.cpp's compute buffer under flash attention (f32 logits of a 512-token
+    micro-batch, f16 mask of context x 512) plus its --fit margin."""
+    vocab = spec.vocab_size or 152064
+    return LLAMA_MARGIN + vocab * 512 * 4 + context * 512 * 2
+
+
 def memory_check(p: Plan, hw: Hardware, backend: BackendSettings):
     """Redo the arithmetic from the catalog: returns fits(context) for the
     pool the plan uses (full offload or CPU only)."""
     spec = catalog.EMBEDDED if p.model_size == EMBEDDED_NAME else catalog.MODELS[p.model_size]
     quant = next(q for q in spec.quants if q.name == p.quant)
     weights = round(quant.size_gb * 1e9)
-    kv = kv_bytes_per_token(spec)
+    kv = math.ceil(2 * spec.layers * spec.kv_heads * spec.head_dim * KV_BYTES[p.kv_cache_type or "f16"])
     gpus = [g for g in hw.gpus if g.index in p.gpu_indices]
     if not gpus:
         capacity = hw.ram_mib * MIB
-        reserve = (CPU_HEADROOM_MIB + backend.cache_ram_mib) * MIB
-    elif p.backend == "vllm":
+        return spec, lambda context: weights + kv * context + (CPU_HEADROOM_MIB + backend.cache_ram_mib) * MIB <= capacity
+    if p.backend == "vllm":
         capacity = len(gpus) * math.floor(VLLM_GPU_MEMORY_UTILIZATION * min(g.total_mib for g in gpus) * MIB)
-        reserve = len(gpus) * HEADROOM_MIB * MIB
-    else:
-        capacity = len(gpus) * min(g.free_mib for g in gpus) * MIB
-        reserve = len(gpus) * HEADROOM_MIB * MIB
-    return spec, lambda context: weights + kv * context + reserve <= capacity
+        return spec, lambda context: weights + kv * context + len(gpus) * VLLM_HEADROOM_MIB * MIB <= capacity
+    capacity = len(gpus) * min(g.free_mib for g in gpus) * MIB
+    return spec, lambda context: weights + kv * context + len(gpus) * llama_gpu_reserve(spec, context) <= capacity
 
 
 @pytest.mark.parametrize("fixture", TABLE, ids=list(TABLE))
@@ -151,8 +168,9 @@ def test_exact_llama_server_argv():
     assert p.command == [
         "/usr/bin/llama-server",
         "-m", "Ornith-1.0-35B-Q4_K_M.gguf",
-        "-c", "14336",
+        "-c", "15360",
         "-ngl", "49",
+        "-fa", "on",
         "--jinja",
         "-np", "1",
         "--cache-ram", "256",
@@ -187,12 +205,35 @@ def test_embedded_cpu_argv_uses_the_given_model_path():
 
 
 def test_context_too_large_names_the_numbers():
+    """The automatic choice never leaves weights in RAM, so no model fits 64K on an
+    8 GB card, and the 9B's line carries the numbers."""
     with pytest.raises(PlanError) as err:
-        plan(machine(card("NVIDIA GeForce RTX 4060", 8)), BackendSettings(model_size="9B", context_length=65536))
+        plan(machine(card("NVIDIA GeForce RTX 4060", 8)), BackendSettings(context_length=65536))
     message = str(err.value)
-    for number in ("65536", "5722 MiB weights", "4608 MiB KV", "1536 MiB headroom", "11866 MiB", "8192 MiB free"):
+    for number in (
+        "65536", "5722 MiB weights", "4608 MiB KV", "1024 MiB margin", "297 MiB compute buffer",
+        "64 MiB attention mask", "11715 MiB", "8192 MiB free",
+    ):  # fmt: skip
         assert number in message
-    assert "12288" in message
+    assert "at most 15360 tokens fit" in message
+
+
+def test_9b_asked_for_with_more_context_than_the_gpu_holds_splits_layers():
+    hw = machine(card("NVIDIA GeForce RTX 4060", 8), ram_gb=16)
+    p = plan(hw, BackendSettings(model_size="9B", context_length=65536))
+    assert (p.model_size, p.quant, p.context_length, p.kv_cache_type) == ("9B", "Q4_K_M", 65536, "f16")
+    layers = p.gpu_layers
+    assert 0 < layers < 37 and p.command[p.command.index("-ngl") + 1] == str(layers)
+    spec = catalog.MODELS["9B"]
+    share = layers / 37
+    weights, kv = 6.0e9, kv_bytes_per_token(spec)
+    gpu = weights * share + kv * share * 65536 + llama_gpu_reserve(spec, 65536)
+    ram = weights * (1 - share) + kv * (1 - share) * 65536 + (CPU_HEADROOM_MIB + 256) * MIB
+    assert gpu <= 8 * GIB * MIB and ram <= 16 * GIB * MIB
+    share_more = (layers + 1) / 37
+    assert weights * share_more + kv * share_more * 65536 + llama_gpu_reserve(spec, 65536) > 8 * GIB * MIB
+    assert any(r.startswith(f"-ngl {layers} of 37") and "the most that fit" in r for r in p.reasons)
+    assert any("GB from RAM" in r and "an estimate" in r for r in p.reasons)
 
 
 def test_context_override_is_honoured_when_it_fits():
@@ -240,8 +281,12 @@ def test_gpu_layers_override_splits_weights_with_ram():
     p = plan(machine(card("NVIDIA GeForce RTX 4080", 16)), BackendSettings(model_size="35B", gpu_layers=30))
     assert (p.model_size, p.gpu_layers) == ("35B", 30)
     assert p.command[p.command.index("-ngl") + 1] == "30"
-    with pytest.raises(PlanError, match="16384 MiB free"):
-        plan(machine(card("NVIDIA GeForce RTX 4080", 16)), BackendSettings(model_size="35B"))
+    assert "--n-cpu-moe" not in p.command
+    with pytest.raises(PlanError, match="16384 MiB free") as err:
+        plan(machine(card("NVIDIA GeForce RTX 4080", 16), ram_gb=8), BackendSettings(model_size="35B"))
+    assert "> 8192 MiB RAM" in str(err.value)
+    with pytest.raises(PlanError, match=r"even with the experts of 48 of 48 layers in RAM.* > 2048 MiB free"):
+        plan(machine(card("NVIDIA GeForce RTX 3050", 2), ram_gb=64), BackendSettings(model_size="35B"))
 
 
 def test_vllm_on_cpu_is_refused():
@@ -341,25 +386,25 @@ def test_probe_without_nvidia_smi_means_no_gpu(monkeypatch):
     def missing(*args, **kwargs):
         raise FileNotFoundError("nvidia-smi")
 
-    monkeypatch.setattr(hardware.subprocess, "run", missing)
+    monkeypatch.setattr(hardware.procs, "capture", missing)
     hw = probe()
     assert hw.gpus == [] and "not found" in hw.source
 
 
 def test_probe_reports_a_failing_nvidia_smi(monkeypatch):
     def failing(argv, **kwargs):
-        assert argv == hardware.NVIDIA_SMI and kwargs["timeout"] == 10
-        return subprocess.CompletedProcess(argv, 9, stdout="", stderr="NVIDIA-SMI has failed\n")
+        assert argv == hardware.NVIDIA_SMI and kwargs["timeout_s"] == 10
+        return procs.CaptureResult(9, stdout="", stderr="NVIDIA-SMI has failed\n", timed_out=False)
 
-    monkeypatch.setattr(hardware.subprocess, "run", failing)
+    monkeypatch.setattr(hardware.procs, "capture", failing)
     hw = probe()
     assert hw.gpus == [] and any("exited with 9" in p for p in hw.problems)
 
 
 # custom GGUF files --------------------------------------------------------
 
-from ornith_lsp.backends import gguf  # noqa: E402
-from ornith_lsp.backends.planner import is_ollama_port, ollama_model_name  # noqa: E402
+from ornith_lsp.backends import gguf
+from ornith_lsp.backends.ollama import is_ollama_port, ollama_model_name
 
 
 @pytest.fixture
@@ -376,6 +421,8 @@ def test_gguf_header_of_the_real_embedded_file(other_gguf):
     assert (info.embedding_length, info.head_dim, info.context_length) == (576, 64, 8192)
     assert info.kv_bytes_per_token == 2 * 30 * 3 * 64 * 2
     assert info.file_type == "Q4_1" and info.size_bytes == other_gguf.stat().st_size
+    assert info.vocab_size == 49152  # the length of tokenizer.ggml.tokens, which is skipped, not kept
+    assert (info.expert_bytes, info.expert_count, info.is_moe) == (None, None, False)  # its tensor table has no *_exps
     assert info.chat_template and "<|im_start|>" in info.chat_template
     assert not info.supports_tools
 
@@ -448,7 +495,7 @@ def test_custom_gguf_is_planned_from_its_header(other_gguf):
     assert (p.backend, p.model_size, p.quant, p.model) == ("llamacpp", catalog.CUSTOM, "Q4_1", str(other_gguf))
     assert p.context_length == 8192  # the GPU leaves far more; the trained context caps it
     assert p.command == [
-        "/usr/bin/llama-server", "-m", str(other_gguf), "-c", "8192", "-ngl", "31",
+        "/usr/bin/llama-server", "-m", str(other_gguf), "-c", "8192", "-ngl", "31", "-fa", "on",
         "-np", "1", "--cache-ram", "256",
         "--host", "127.0.0.1", "--port", "{port}", "--alias", "some-other-model",
     ]  # fmt: skip
@@ -541,7 +588,7 @@ def test_pipeline_parallel_over_a_ray_cluster():
     assert cmd[cmd.index("--distributed-executor-backend") + 1] == "ray"
     usable = 4 * 4 * math.floor(VLLM_GPU_MEMORY_UTILIZATION * 80 * GIB * MIB)
     kv = kv_bytes_per_token(catalog.MODELS["397B"])
-    assert round(794 * 1e9) + kv * p.context_length + 16 * HEADROOM_MIB * MIB <= usable
+    assert round(794 * 1e9) + kv * p.context_length + 16 * VLLM_HEADROOM_MIB * MIB <= usable
     assert any("ray start --head" in r for r in p.reasons)
     assert p.env == {}  # Ray's raylets, not this process's environment, assign GPUs on each node
     with pytest.raises(PlanError, match="only vLLM"):
@@ -567,3 +614,221 @@ def test_ollama_model_names():
     assert ollama_model_name("llama3", 8192) == "llama3:latest-ornith-ctx8192"
     assert ollama_model_name("me/model", 8192) == "me/model:latest-ornith-ctx8192"
     assert ollama_model_name("llama3:latest-ornith-ctx8192", 8192) == "llama3:latest-ornith-ctx8192"
+
+
+# calibrated headroom, KV cache types, layers and experts in RAM ----------------------
+
+RTX4060TI = ("NVIDIA GeForce RTX 4060 Ti", 8188, 7702)
+RTX4080 = card("NVIDIA GeForce RTX 4080", 16)
+RTX3060 = card("NVIDIA GeForce RTX 3060", 12)
+
+
+def test_9b_q4_on_the_8gb_card_the_release_names_with_its_reasons():
+    p = plan(machine(RTX4060TI), BackendSettings())
+    assert (p.model_size, p.quant, p.kv_cache_type, p.gpu_layers) == ("9B", "Q4_K_M", "f16", 37)
+    assert p.context_length >= 8192
+    # (7702 MiB - 5722 MiB weights - 1024 MiB margin - 297 MiB logits) / (72 KiB KV + 1 KiB mask)
+    assert p.context_length == (7702 * MIB - round(6.0e9) - 1024 * MIB - 151936 * 512 * 4) // (73 * 1024) // 1024 * 1024
+    context = next(r for r in p.reasons if r.startswith("Context"))
+    assert "1024 MiB margin" in context and "297 MiB compute buffer" in context and "1 KiB attention mask" in context
+    assert any("--fit-target" in a for a in p.assumed)
+    assert p.command[p.command.index("-fa") + 1] == "on"
+
+
+def test_kv_cache_is_quantized_only_where_f16_falls_under_the_floor():
+    desktop = machine(card("NVIDIA GeForce RTX 4090", 24, free_mib=22_500))
+    p = plan(desktop, BackendSettings())
+    assert (p.model_size, p.kv_cache_type) == ("35B", "q8_0")
+    cmd = p.command
+    assert cmd[cmd.index("-ctk") + 1] == "q8_0" and cmd[cmd.index("-ctv") + 1] == "q8_0"
+    assert cmd[cmd.index("-fa") + 1] == "on"
+    reason = next(r for r in p.reasons if r.startswith("KV cache stored as q8_0"))
+    assert "with f16 only 4096 tokens fit, under the 8192 needed" in reason
+    _, fits = memory_check(p, desktop, BackendSettings())
+    assert fits(p.context_length) and not fits(p.context_length + 1024)
+    # nothing is quantized where f16 already leaves the floor
+    full = plan(machine(RTX4090), BackendSettings())
+    assert full.kv_cache_type == "f16" and "-ctk" not in full.command
+
+
+def test_kv_cache_type_setting_forces_it_on_or_off():
+    desktop = machine(card("NVIDIA GeForce RTX 4090", 24, free_mib=22_500))
+    off = plan(desktop, BackendSettings(kv_cache_type="f16"))
+    assert (off.model_size, off.kv_cache_type) == ("31B", "f16") and "-ctk" not in off.command
+    assert any(r.startswith("Not the 35B") for r in off.reasons)
+    q4 = plan(machine(RTX4090), BackendSettings(kv_cache_type="q4_0"))
+    f16 = plan(machine(RTX4090), BackendSettings())
+    assert (q4.model_size, q4.kv_cache_type) == ("35B", "q4_0")
+    assert q4.command[q4.command.index("-ctv") + 1] == "q4_0" and q4.context_length > 1.5 * f16.context_length
+    assert any("backend.kv_cache_type asked for it" in r for r in q4.reasons)
+    cpu = plan(machine(ram_gb=16), BackendSettings(model_size="9B", kv_cache_type="q8_0"))
+    assert cpu.command[cpu.command.index("-fa") + 1] == "on" and "-ctk" in cpu.command
+    assert "-fa" not in plan(machine(ram_gb=16), BackendSettings(model_size="9B")).command
+    with pytest.raises(PlanError, match="vLLM does not take it"):
+        plan(machine(H100), BackendSettings(kind="vllm", kv_cache_type="q8_0"))
+
+
+def expert_arithmetic(p: Plan, ram_mib: int, free_mib: int):
+    """The 35B's GPU and RAM needs redone from the catalog for ``--n-cpu-moe n``."""
+    spec = catalog.MODELS["35B"]
+    weights = round(next(q for q in spec.quants if q.name == p.quant).size_gb * 1e9)
+    layer = round(weights * spec.expert_share / spec.layers)
+    kv = kv_bytes_per_token(spec)
+
+    def gpu(n: int, context: int) -> int:
+        return weights - n * layer + kv * context + llama_gpu_reserve(spec, context) + layer
+
+    def ram(n: int) -> int:
+        return n * layer + (CPU_HEADROOM_MIB + 256) * MIB
+
+    return gpu, ram, free_mib * MIB, ram_mib * MIB
+
+
+def test_35b_asked_for_on_a_16gb_card_keeps_experts_in_ram():
+    hw = machine(RTX4080, ram_gb=32)
+    p = plan(hw, BackendSettings(model_size="35B"))
+    n = p.cpu_moe_layers
+    assert (p.model_size, p.quant, p.backend, p.gpu_layers) == ("35B", "Q4_K_M", "llamacpp", 49)
+    assert n is not None and 0 < n < 48
+    assert p.command[p.command.index("--n-cpu-moe") + 1] == str(n) and "-ot" not in p.command
+    assert p.context_length >= 32768
+    gpu, ram, free, total = expert_arithmetic(p, 32 * GIB, 16 * GIB)
+    assert gpu(n, p.context_length) <= free and ram(n) <= total
+    assert gpu(n - 1, 32768) > free, "one layer fewer in RAM would have left 32K"
+    speed = next(r for r in p.reasons if "tokens/s" in r)
+    assert "GB from RAM" in speed and "an estimate, not a measurement" in speed
+    assert 10 < p.expected_tokens_per_second < 100
+    # slower than the whole model on a card that holds it, faster than the 9B entirely in RAM
+    assert p.expected_tokens_per_second < plan(machine(RTX4090), BackendSettings()).expected_tokens_per_second
+    assert p.expected_tokens_per_second > plan(machine(ram_gb=32), BackendSettings(model_size="9B")).expected_tokens_per_second
+    assert any(f"--n-cpu-moe {n}" in r and "routed experts" in r for r in p.reasons)
+    assert any("128 routed experts, 8 per token" in a for a in p.assumed)
+    # asked for in so many words, the split is kept as asked
+    fixed = plan(hw, BackendSettings(model_size="35B", cpu_moe_layers=40))
+    assert fixed.cpu_moe_layers == 40 and any("backend.cpu_moe_layers asked for it" in r for r in fixed.reasons)
+
+
+def test_automatic_choice_never_leaves_weights_in_ram():
+    p = plan(machine(RTX4080, ram_gb=32), BackendSettings())
+    assert (p.model_size, p.cpu_moe_layers, p.gpu_layers) == ("9B", None, 37)
+    from ornith_lsp.backends.planner import alternatives
+
+    others = alternatives(machine(RTX4080, ram_gb=32), BackendSettings(), p)
+    assert [(o.model_size, o.cpu_moe_layers is not None) for o in others] == [("35B", True)]
+    assert alternatives(machine(RTX4090), BackendSettings(), plan(machine(RTX4090), BackendSettings())) == []
+
+
+def test_not_enough_ram_for_the_offloaded_experts_is_refused_with_arithmetic():
+    with pytest.raises(PlanError) as err:
+        plan(machine(RTX3060, ram_gb=8), BackendSettings(model_size="35B"))
+    message = str(err.value)
+    assert "backend.model_size = 35B cannot be served here" in message and "but RAM cannot hold them" in message
+    assert re.search(r"RAM: \d+ x 411 MiB = \d+ MiB experts \+ 2048 MiB headroom \+ 256 MiB prompt cache = \d+ MiB > 8192 MiB RAM", message)
+    assert "12288 MiB free" in message
+
+
+def test_a_dense_model_asked_to_offload_experts_is_refused():
+    with pytest.raises(PlanError, match="the 9B is a dense model"):
+        plan(machine(RTX4080), BackendSettings(model_size="9B", cpu_moe_layers=4))
+    with pytest.raises(PlanError, match="has 48 layers"):
+        plan(machine(RTX4080), BackendSettings(model_size="35B", cpu_moe_layers=60))
+    with pytest.raises(PlanError, match="set one of them"):
+        plan(machine(RTX4080), BackendSettings(model_size="35B", cpu_moe_layers=4, gpu_layers=20))
+    with pytest.raises(PlanError, match="no GPU is usable"):
+        plan(machine(), BackendSettings(model_size="35B", cpu_moe_layers=4))
+    with pytest.raises(PlanError, match="the 397B has no GGUF file"):
+        plan(machine(RTX4080), BackendSettings(model_size="397B", cpu_moe_layers=4))
+    # left to the automatic choice, the setting picks among the models that have experts
+    auto = plan(machine(RTX4080, ram_gb=32), BackendSettings(cpu_moe_layers=30))
+    assert (auto.model_size, auto.cpu_moe_layers) == ("35B", 30)
+
+
+def test_31b_asked_for_on_a_12gb_card_splits_its_layers():
+    hw = machine(RTX3060, ram_gb=64)
+    p = plan(hw, BackendSettings(model_size="31B"))
+    assert (p.model_size, p.quant, p.cpu_moe_layers) == ("31B", "Q4_K_M", None)
+    assert 0 < p.gpu_layers < 65 and p.context_length >= 32768
+    assert p.command[p.command.index("-ngl") + 1] == str(p.gpu_layers)
+    assert any("the most that fit the GPU" in r for r in p.reasons)
+    assert 0 < p.expected_tokens_per_second < 10
+
+
+def moe_gguf(path: Path, used: int | None) -> Path:
+    """A header with a tensor table: two layers, each with 3 MB of expert tensors
+    and 1 MB of attention, followed by their (zero) data."""
+    import struct
+
+    def s(text: str) -> bytes:
+        raw = text.encode()
+        return struct.pack("<Q", len(raw)) + raw
+
+    def kv_u32(key, value):
+        return s(key) + struct.pack("<II", 4, value)
+
+    arch = "qwen3moe"
+    kvs = [
+        s("general.architecture") + struct.pack("<I", 8) + s(arch),
+        kv_u32(f"{arch}.block_count", 2),
+        kv_u32(f"{arch}.context_length", 32768),
+        kv_u32(f"{arch}.embedding_length", 512),
+        kv_u32(f"{arch}.attention.head_count", 8),
+        kv_u32(f"{arch}.attention.head_count_kv", 2),
+        kv_u32(f"{arch}.expert_count", 64),
+        kv_u32("general.file_type", 15),
+    ]
+    if used is not None:
+        kvs.append(kv_u32(f"{arch}.expert_used_count", used))
+    tensors, offset = [], 0
+    for layer in range(2):
+        for name, size in (("attn_q.weight", 1_000_000), ("ffn_up_exps.weight", 3_000_000)):
+            tensors.append(s(f"blk.{layer}.{name}") + struct.pack("<IQIQ", 1, size, 0, offset))
+            offset += size
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs)) + b"".join(kvs) + b"".join(tensors)
+    head += b"\0" * (-len(head) % 32)
+    path.write_bytes(head + b"\0" * offset)
+    return path
+
+
+def test_gguf_reader_measures_expert_tensors(tmp_path):
+    info = gguf.read_header(moe_gguf(tmp_path / "mix.gguf", used=4))
+    assert (info.expert_count, info.expert_used_count, info.expert_bytes, info.expert_layers) == (64, 4, 6_000_000, 2)
+    assert info.is_moe
+    plain = gguf.read_header(synthetic_gguf(tmp_path / "plain.gguf"))
+    assert plain.expert_bytes is None
+
+
+def test_custom_moe_gguf_without_expert_counts_is_refused(tmp_path):
+    path = moe_gguf(tmp_path / "mix.gguf", used=None)
+    headers = {str(path): gguf.read_header(path)}
+    small = machine(("NVIDIA GeForce RTX 3060", 12288, 1200))  # 8 MB of weights do not fit next to the margin
+    with pytest.raises(PlanError) as err:
+        plan(small, BackendSettings(model_path=path), gguf_headers=headers)
+    message = str(err.value)
+    assert "6 MiB of expert tensors but its header has no expert_used_count" in message
+    assert "1200 MiB free" in message and "backend.gpu_layers" in message
+    with pytest.raises(PlanError, match="no expert_used_count"):
+        plan(machine(RTX3060), BackendSettings(model_path=path, cpu_moe_layers=1), gguf_headers=headers)
+    counted = moe_gguf(tmp_path / "mix-counted.gguf", used=4)
+    p = plan(machine(RTX3060), BackendSettings(model_path=counted, cpu_moe_layers=1),
+             gguf_headers={str(counted): gguf.read_header(counted)})  # fmt: skip
+    assert p.cpu_moe_layers == 1 and "--n-cpu-moe" in p.command
+    assert any("64 experts, 4 read per token" in a for a in p.assumed)
+
+
+def test_procs_capture_keeps_streams_apart_and_bounds_time():
+    done = procs.capture(["sh", "-c", "echo out; echo err >&2; exit 3"], timeout_s=10)
+    assert (done.returncode, done.stdout, done.stderr, done.timed_out) == (3, "out\n", "err\n", False)
+    slow = procs.capture(["sh", "-c", "sleep 30 & sleep 30"], timeout_s=0.3)
+    assert slow.timed_out and slow.returncode is not None
+    with pytest.raises(FileNotFoundError):
+        procs.capture(["no-such-binary-here"], timeout_s=1)
+
+
+def test_readme_hardware_table_is_the_planners():
+    from ornith_lsp.backends import table
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    rendered = table.render()
+    assert rendered in readme, "regenerate it with: python -m ornith_lsp.backends.table"
+    assert "| 8 GB RTX 4060 Ti (7702 MiB free), 32 GB RAM | nothing | 9B Q4_K_M |" in rendered
+    assert "`--model-size 35B` | 35B Q4_K_M |" in rendered and "--n-cpu-moe" in rendered

@@ -107,46 +107,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # -- doctor -----------------------------------------------------------------------------
 def cmd_doctor(args: argparse.Namespace) -> int:
-    """Each problem is one line and never hides the rest: the hardware it could
-    read, the plan or the arithmetic that ruled every plan out, the endpoint."""
-    from ornith_lsp.backends import embedded, ollama
-    from ornith_lsp.backends.hardware import probe
-    from ornith_lsp.backends.planner import Plan, PlanError, plan_summary
-    from ornith_lsp.backends.runtime import make_plan, probe_remote
+    """Print what :func:`~ornith_lsp.backends.diagnosis.diagnose` found; exit 2
+    when no backend can be planned, after printing everything else."""
+    from ornith_lsp.backends.diagnosis import diagnose
 
-    s = _settings(args)
-    hw = probe(args.hardware)
-    problems = list(hw.problems)
-    report: dict[str, Any] = {"backend": None, "error": None}
-    the_plan: Plan | None = None
-    try:
-        the_plan, found = make_plan(s, hw)
-    except PlanError as exc:
-        report["error"] = str(exc)
-    else:
-        report.update(plan_summary(the_plan))
-        problems += found
-    report.update(hardware=hw.model_dump(mode="json"), problems=problems, log_dir=str(s.resolved_log_dir()))
-    if the_plan is not None and the_plan.backend != "remote":
-        try:
-            path, where = embedded.find_llama_server(s.backend.llama_server)
-            report["llama_server"] = {"path": str(path), "found_via": where}
-        except embedded.MissingPart:
-            report["llama_server"] = None
-    timeout = s.client.connect_timeout_s
-    if the_plan is not None and the_plan.endpoint:
-        remote = asyncio.run(probe_remote(the_plan.endpoint, api_key=settings_mod.api_key(s), timeout=timeout))
-        report["remote"] = remote
-        if remote["error"]:
-            problems.append(remote["error"])
-    elif s.backend.kind == "auto" and not s.backend.endpoint:
-        report["ollama"] = asyncio.run(ollama.detect(ollama.default_root(), timeout=min(timeout, 1.0)))
+    found = diagnose(_settings(args), args.hardware)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(found.report, indent=2))
     else:
-        _print_doctor(report, the_plan, problems)
-    if the_plan is None:
-        return _fail(f"cannot plan a backend: {report['error']}")
+        _print_doctor(found.report, found.plan, found.problems)
+    if found.plan is None:
+        return _fail(f"cannot plan a backend: {found.report['error']}")
     return 0
 
 
@@ -179,6 +150,8 @@ def _print_doctor(report: dict[str, Any], the_plan: Any, problems: list[str]) ->
         if not remote:
             example = found["models"][0] if found["models"] else "MODEL"
             print(f"                use it with: --endpoint {found['root']}/v1 --model {example}")
+    for other in report.get("alternatives") or []:
+        print(f"alternative:    {other['summary']}")
     if the_plan is not None:
         print("why:")
         for reason in the_plan.reasons:

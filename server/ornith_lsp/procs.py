@@ -13,6 +13,7 @@ import ctypes
 import os
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -162,3 +163,44 @@ async def run(
     if len(output) > max_output:
         output = "[... output truncated ...]\n" + output[-max_output:]
     return RunResult(proc.returncode, output, timed_out, proc.pid)
+
+
+class CaptureResult(NamedTuple):
+    """How a short synchronous run ended; ``stdout`` and ``stderr`` kept apart
+    because a caller parses the one and reports the other."""
+
+    returncode: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+
+
+def capture(argv: Sequence[str], timeout_s: float) -> CaptureResult:
+    """Run a short probe (``nvidia-smi``) to completion from synchronous code.
+
+    Same guarantees as :func:`run`: its own process group, killed whole
+    afterwards, a parent-death signal, and output through files rather than
+    pipes.  A missing binary raises :class:`FileNotFoundError`, as exec does.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 -- one prctl call, async-signal-safe
+        )
+        timed_out = False
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            kill_group(proc.pid)
+            proc.wait()
+        out.seek(0)
+        err.seek(0)
+        return CaptureResult(
+            proc.returncode, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"), timed_out
+        )

@@ -56,6 +56,12 @@ class BackendSettings(_Strict):
     quant: str | None = Field(None, description="e.g. Q4_K_M, Q5_K_M, bf16, fp8.")
     context_length: int | None = Field(None, ge=512, le=262144)
     gpu_layers: int | None = Field(None, ge=0)
+    cpu_moe_layers: int | None = Field(
+        None, ge=0, description="Layers whose MoE experts stay in RAM (llama-server --n-cpu-moe); default: planned."
+    )
+    kv_cache_type: Literal["auto", "f16", "q8_0", "q4_0"] = Field(
+        "auto", description="llama-server KV cache type; auto quantizes it only where f16 leaves too little context."
+    )
     tensor_parallel_size: int | None = Field(None, ge=1, le=64)
     pipeline_parallel_size: int | None = Field(
         None, ge=1, le=64, description="vLLM pipeline stages: nodes of a Ray cluster."

@@ -13,6 +13,7 @@ Q4_K_M is ~4.85 bits, not 4).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +25,10 @@ from .gguf import GgufInfo
 SERVED_NAME = "Ornith-1.0"
 MAX_CONTEXT = 262144
 KV_BYTES_PER_ELEMENT = 2
+
+KV_CACHE_TYPES: dict[str, float] = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
+"""Bytes per cached element for llama-server's ``-ctk``/``-ctv``: ggml's q8_0
+stores 32 values in 34 bytes and q4_0 in 18; f16 is the default."""
 
 BITS_PER_WEIGHT = {
     "Q4_1": 5.0,
@@ -51,10 +56,6 @@ class Quant(_Frozen):
     size_source: str
 
     @property
-    def bytes_per_weight(self) -> float:
-        return BITS_PER_WEIGHT[self.name] / 8
-
-    @property
     def weight_bytes(self) -> int:
         return round(self.size_gb * 1e9)
 
@@ -74,11 +75,25 @@ class ModelSpec(_Frozen):
     assumed: tuple[str, ...] = ()
     custom: bool = False
     """Described by a GGUF's own header rather than by this table."""
+    vocab_size: int | None = None
+    """Sizes llama.cpp's logits buffer; None when not known."""
+    expert_count: int | None = None
+    experts_used: int | None = None
+    expert_share: float | None = None
+    """Share of a file's bytes in routed-expert tensors, which ``--n-cpu-moe`` can keep in RAM."""
 
     @property
     def kv_bytes_per_token(self) -> int:
         """K and V, every layer, f16: what one token of context costs."""
         return 2 * self.layers * self.kv_heads * self.head_dim * KV_BYTES_PER_ELEMENT
+
+    def kv_bytes(self, cache_type: str = "f16") -> int:
+        """One token of context with the cache stored as ``cache_type``."""
+        return math.ceil(2 * self.layers * self.kv_heads * self.head_dim * KV_CACHE_TYPES[cache_type])
+
+    @property
+    def is_moe(self) -> bool:
+        return bool(self.expert_count)
 
     def quant(self, name: str) -> Quant | None:
         return next((q for q in self.quants if q.name.lower() == name.lower()), None)
@@ -120,6 +135,14 @@ def _quant(
 
 _ORG = "deepreinforce-ai"
 _GUESSED_NAMES = "repo ids and GGUF file names other than the release's two ids"
+_VOCAB = 151936
+_ASSUMED_VOCAB = f"a {_VOCAB}-token vocabulary"
+
+
+def _routed_share(params_b: float, active_b: float, experts: int, used: int) -> float:
+    """Share of the weights in routed experts: with E of them in experts, of which
+    ``used / experts`` are read per token, ``params - E + E x used / experts = active``."""
+    return round((params_b - active_b) / (1 - used / experts) / params_b, 4)
 
 MODELS: dict[str, ModelSpec] = {
     "9B": ModelSpec(
@@ -136,7 +159,8 @@ MODELS: dict[str, ModelSpec] = {
             _gguf(f"{_ORG}/Ornith-1.0-9B-GGUF", "Ornith-1.0-9B", "Q8_0", None, 9),
             _gguf(f"{_ORG}/Ornith-1.0-9B-GGUF", "Ornith-1.0-9B", "Q4_K_M", 6.0, 9),
         ),
-        assumed=("9B: 36 layers, 4 KV heads, head_dim 128", _GUESSED_NAMES),
+        vocab_size=_VOCAB,
+        assumed=("9B: 36 layers, 4 KV heads, head_dim 128", _ASSUMED_VOCAB, _GUESSED_NAMES),
     ),
     "31B": ModelSpec(
         size="31B",
@@ -152,7 +176,8 @@ MODELS: dict[str, ModelSpec] = {
             _gguf(f"{_ORG}/Ornith-1.0-31B-GGUF", "Ornith-1.0-31B", "Q8_0", None, 31),
             _gguf(f"{_ORG}/Ornith-1.0-31B-GGUF", "Ornith-1.0-31B", "Q4_K_M", None, 31),
         ),
-        assumed=("31B: 64 layers, 8 KV heads, head_dim 128; all file sizes", _GUESSED_NAMES),
+        vocab_size=_VOCAB,
+        assumed=("31B: 64 layers, 8 KV heads, head_dim 128; all file sizes", _ASSUMED_VOCAB, _GUESSED_NAMES),
     ),
     "35B": ModelSpec(
         size="35B",
@@ -169,7 +194,17 @@ MODELS: dict[str, ModelSpec] = {
             _gguf(f"{_ORG}/Ornith-1.0-35B-GGUF", "Ornith-1.0-35B", "Q5_K_M", 24.7, 35),
             _gguf(f"{_ORG}/Ornith-1.0-35B-GGUF", "Ornith-1.0-35B", "Q4_K_M", 21.2, 35),
         ),
-        assumed=("35B: 48 layers, 8 KV heads, head_dim 128", _GUESSED_NAMES),
+        vocab_size=_VOCAB,
+        expert_count=128,
+        experts_used=8,
+        expert_share=_routed_share(35, 3, 128, 8),
+        assumed=(
+            "35B: 48 layers, 8 KV heads, head_dim 128",
+            f"35B: 128 routed experts, 8 per token, no shared expert, so {_routed_share(35, 3, 128, 8):.1%} "
+            "of each file is expert weights",
+            _ASSUMED_VOCAB,
+            _GUESSED_NAMES,
+        ),
     ),
     "397B": ModelSpec(
         size="397B",
@@ -226,6 +261,15 @@ EMBEDDED = embedded_spec(CODER)
 EMBEDDED_TINY = embedded_spec(TINY)
 
 
+def is_embedded(spec: ModelSpec) -> bool:
+    return spec is EMBEDDED or spec is EMBEDDED_TINY
+
+
+def embedded_for(key: str) -> ModelSpec:
+    """The embedded model ``backend.embedded_model`` names."""
+    return EMBEDDED_TINY if key == "tiny" else EMBEDDED
+
+
 def spec(size: str) -> ModelSpec:
     if size in (TINY.name, "tiny"):
         return EMBEDDED_TINY
@@ -251,8 +295,16 @@ def from_gguf(info: GgufInfo) -> ModelSpec:
         size_gb=info.size_bytes / 1e9,
         size_source="the file's size on disk",
     )
-    assumed = ()
-    if info.expert_count:
+    assumed: tuple[str, ...] = ()
+    share = info.expert_bytes / info.size_bytes if info.expert_bytes else None
+    active = 1.0
+    if info.expert_count and info.expert_used_count and share:
+        active = 1 - share + share * info.expert_used_count / info.expert_count
+        assumed = (
+            f"custom GGUF: {info.expert_count} experts, {info.expert_used_count} read per token, "
+            f"{share:.1%} of the file in expert tensors (from its header), so about {active:.0%} of it is read per token",
+        )
+    elif info.expert_count:
         assumed = (
             f"custom GGUF: a mixture of {info.expert_count} experts is estimated as if every "
             "weight were read per token, so its speed is underestimated",
@@ -260,7 +312,7 @@ def from_gguf(info: GgufInfo) -> ModelSpec:
     return ModelSpec(
         size=CUSTOM,
         params_b=1,
-        active_params_b=1,
+        active_params_b=round(active, 4),
         layers=info.block_count,
         kv_heads=info.head_count_kv,
         head_dim=info.head_dim,
@@ -269,4 +321,8 @@ def from_gguf(info: GgufInfo) -> ModelSpec:
         quants=(quant,),
         assumed=assumed,
         custom=True,
+        vocab_size=info.vocab_size,
+        expert_count=info.expert_count,
+        experts_used=info.expert_used_count,
+        expert_share=share,
     )

@@ -55,6 +55,12 @@ class GgufInfo(BaseModel):
     key_length: int | None = None
     value_length: int | None = None
     expert_count: int | None = None
+    expert_used_count: int | None = None
+    vocab_size: int | None = None
+    expert_bytes: int | None = None
+    """Bytes of the routed experts' tensors (``*_exps``), from the tensor table:
+    what ``--n-cpu-moe`` can move to RAM.  None when the file has none."""
+    expert_layers: int | None = None
     chat_template: str | None = None
 
     @property
@@ -63,6 +69,11 @@ class GgufInfo(BaseModel):
         file says so when they are, and the larger of the two is the safe bound."""
         given = [n for n in (self.key_length, self.value_length) if n]
         return max(given) if given else self.embedding_length // self.head_count
+
+    @property
+    def is_moe(self) -> bool:
+        """Expert tensors, or an expert count, or an architecture named for experts."""
+        return bool(self.expert_bytes or self.expert_count or "moe" in self.architecture.lower())
 
     @property
     def kv_bytes_per_token(self) -> int:
@@ -80,7 +91,7 @@ def read_header(path: Path | str) -> GgufInfo:
     try:
         size = path.stat().st_size
         with open(path, "rb") as fh:
-            version, tensors, values = _read_metadata(fh, size)
+            version, tensors, values, experts = _read_metadata(fh, size)
     except OSError as exc:
         raise GgufError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except (struct.error, UnicodeDecodeError, _Truncated):
@@ -103,6 +114,8 @@ def read_header(path: Path | str) -> GgufInfo:
 
     heads = number("attention.head_count")
     file_type = values.get("general.file_type")
+    tokens = values.get("tokenizer.ggml.tokens")
+    vocab = number("vocab_size", required=False) or (tokens.count if isinstance(tokens, _Skipped) else None)
     return GgufInfo(
         path=str(path),
         size_bytes=size,
@@ -119,6 +132,10 @@ def read_header(path: Path | str) -> GgufInfo:
         key_length=number("attention.key_length", required=False),
         value_length=number("attention.value_length", required=False),
         expert_count=number("expert_count", required=False),
+        expert_used_count=number("expert_used_count", required=False),
+        vocab_size=vocab,
+        expert_bytes=experts[0] or None,
+        expert_layers=experts[1] or None,
         chat_template=values.get("tokenizer.chat_template") if isinstance(values.get("tokenizer.chat_template"), str) else None,
     )
 
@@ -127,11 +144,18 @@ class _Truncated(Exception):
     pass
 
 
+class _Skipped:
+    """An array not kept in memory; only its length is remembered (a vocabulary's size)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+
 _WANTED_ARRAYS = (".attention.head_count", ".attention.head_count_kv")
 """The only arrays worth keeping; the rest (vocabularies of 100k+ strings) are skipped."""
 
 
-def _read_metadata(fh: BinaryIO, size: int) -> tuple[int, int, dict[str, Any]]:
+def _read_metadata(fh: BinaryIO, size: int) -> tuple[int, int, dict[str, Any], tuple[int, int]]:
     reader = _Reader(fh, size)
     if reader.raw(4) != b"GGUF":
         raise GgufError("not a GGUF file (no 'GGUF' magic)")
@@ -145,7 +169,37 @@ def _read_metadata(fh: BinaryIO, size: int) -> tuple[int, int, dict[str, Any]]:
         kind = reader.scalar("<I")
         keep = kind != _ARRAY or key.endswith(_WANTED_ARRAYS)
         values[key] = reader.value(kind, keep)
-    return version, tensors, values
+    return version, tensors, values, _expert_tensors(reader, tensors, values)
+
+
+def _expert_tensors(reader: _Reader, count: int, values: dict[str, Any]) -> tuple[int, int]:
+    """(bytes, layers) of the routed-expert tensors, from the tensor table.
+
+    Each entry is a name, its dimensions, a type and an offset into the data
+    section; a tensor's size is the distance to the next offset (the last one
+    runs to the end of the file), so no table of quantization block sizes is
+    needed.  Layers are the distinct ``blk.N`` holding such tensors.
+    """
+    entries: list[tuple[int, str]] = []
+    for _ in range(count):
+        name = reader.string()
+        dims = reader.scalar("<I")
+        reader.skip(8 * dims)
+        reader.scalar("<I")
+        entries.append((reader.scalar("<Q"), name))
+    if not entries:
+        return 0, 0
+    alignment = values.get("general.alignment")
+    alignment = alignment if isinstance(alignment, int) and alignment > 0 else 32
+    start = -(-reader.fh.tell() // alignment) * alignment
+    entries.sort()
+    total, layers = 0, set()
+    for i, (offset, name) in enumerate(entries):
+        end = entries[i + 1][0] if i + 1 < len(entries) else reader.size - start
+        if "_exps" in name:
+            total += max(0, end - offset)
+            layers.add(name.split(".")[1] if name.startswith("blk.") else name)
+    return total, len(layers)
 
 
 class _Reader:
@@ -184,9 +238,9 @@ class _Reader:
         item, count = self.scalar("<I"), self.scalar("<Q")
         if not keep and item in _SCALARS:
             self.skip(count * struct.calcsize(_SCALARS[item]))
-            return None
+            return _Skipped(count)
         if not keep and item == _STRING:
             for _ in range(count):
                 self.skip(self.scalar("<Q"))
-            return None
+            return _Skipped(count)
         return [self.value(item, keep) for _ in range(count)]

@@ -1,6 +1,7 @@
 """What the machine has: GPUs (from nvidia-smi), RAM and CPU cores.
 
-Only :func:`_run_nvidia_smi` and the two small file reads touch the system;
+Only :func:`_run_nvidia_smi` (through :mod:`ornith_lsp.procs`) and the two
+small file reads touch the system;
 parsing is pure so every odd nvidia-smi output can be tested from a string.
 A GPU whose memory cannot be read is not a crash: it is left out and the
 reason goes to ``Hardware.problems`` for ``doctor`` to show.  Nor is output
@@ -11,16 +12,18 @@ why, because RAM and cores are still worth a plan and a report.
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 from pydantic import BaseModel
+
+from .. import procs
 
 NVIDIA_SMI = [
     "nvidia-smi",
     "--query-gpu=index,name,memory.total,memory.free",
     "--format=csv,noheader,nounits",
 ]
+NVIDIA_SMI_TIMEOUT_S = 10.0
 MEMINFO = Path("/proc/meminfo")
 CPU_BANDWIDTH_GBS = 50.0
 """Assumed: dual-channel DDR5 delivers roughly 50-80 GB/s; the low end is used."""
@@ -129,13 +132,13 @@ def gpu_bandwidth_gbs(name: str) -> tuple[float, bool]:
 
 
 def _run_nvidia_smi() -> tuple[str, str, list[str]]:
-    """The only subprocess call: (csv text, source, problems)."""
+    """The only process started here, through :mod:`ornith_lsp.procs`: (csv text, source, problems)."""
     try:
-        done = subprocess.run(NVIDIA_SMI, timeout=10, capture_output=True, text=True)
+        done = procs.capture(NVIDIA_SMI, timeout_s=NVIDIA_SMI_TIMEOUT_S)
     except FileNotFoundError:
         return "", "nvidia-smi not found: no NVIDIA GPU assumed", []
-    except subprocess.TimeoutExpired:
-        return "", "nvidia-smi", ["nvidia-smi did not answer within 10 s; GPUs ignored"]
+    if done.timed_out:
+        return "", "nvidia-smi", [f"nvidia-smi did not answer within {NVIDIA_SMI_TIMEOUT_S:g} s; GPUs ignored"]
     if done.returncode != 0:
         said = (done.stderr or done.stdout).strip().splitlines()
         detail = said[0] if said else "no output"

@@ -15,16 +15,45 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
-from .planner import OLLAMA_PORT, ollama_model_name
-
+OLLAMA_PORT = 11434
 DEFAULT_HOST = f"127.0.0.1:{OLLAMA_PORT}"
 
 
 class OllamaError(RuntimeError):
     """Ollama answered but cannot serve the plan; the message says what to do."""
+
+
+def is_ollama_port(endpoint: str | None) -> bool:
+    try:
+        return bool(endpoint) and urlsplit(endpoint).port == OLLAMA_PORT
+    except ValueError:
+        return False
+
+
+def ollama_context_reason(how: str, model: str, context: int) -> str:
+    """Why and how the context is pinned: Ollama's OpenAI-compatible API ignores
+    ``num_ctx``, and a server left at its default (2048-4096 tokens on most
+    machines) silently drops the start of a longer prompt."""
+    return (
+        f"Ollama ({how}): its OpenAI-compatible API ignores num_ctx, so at start a model "
+        f"{ollama_model_name(model, context)!r} is created from {model!r} with PARAMETER num_ctx {context} "
+        "(POST /api/create, what a Modelfile does; the weights are shared, nothing is downloaded) "
+        "and every request names it."
+    )
+
+
+def ollama_model_name(model: str, context: int) -> str:
+    """``qwen2.5-coder:7b`` -> ``qwen2.5-coder:7b-ornith-ctx32768``: a tag of the
+    same model, so ``ollama list`` shows where it came from."""
+    suffix = f"-ornith-ctx{context}"
+    if model.endswith(suffix):
+        return model
+    name, _, tag = model.rpartition(":") if ":" in model.rsplit("/", 1)[-1] else (model, "", "latest")
+    return f"{name}:{tag}{suffix}"
 
 
 def root_of(endpoint: str) -> str:

@@ -23,7 +23,8 @@ from ornith_lsp.backends.embedded import EMBEDDED_MODELS
 EMBEDDED_NAMES = {m.name for m in EMBEDDED_MODELS.values()}
 from ornith_lsp.backends.gguf import GgufError, GgufInfo, read_header
 from ornith_lsp.backends.hardware import Hardware, probe
-from ornith_lsp.backends.planner import Plan, PlanError, is_model_dir, ollama_context_reason, plan
+from ornith_lsp.backends.ollama import ollama_context_reason
+from ornith_lsp.backends.planner import Plan, PlanError, is_model_dir, plan
 from ornith_lsp.backends.supervisor import BackendStartError, Supervisor
 from ornith_lsp.llm.client import ChatClient, LLMError
 from ornith_lsp.settings import Settings

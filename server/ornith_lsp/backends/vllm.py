@@ -1,4 +1,4 @@
-"""vLLM's version floors, checked before it is started.
+"""vLLM: its command line, and its version floors, checked before it is started.
 
 The release names the versions it needs; an older vLLM loads the weights
 for minutes and then fails on the architecture, so the check is done first
@@ -13,6 +13,11 @@ from collections.abc import Mapping
 from importlib import metadata
 
 INSTALL_VLLM = 'pip install "ornith-lsp[vllm]"'
+
+TOOL_CALL_PARSER = "qwen3_coder"
+VLLM_GPU_MEMORY_UTILIZATION = 0.9
+"""vLLM's default share of each card; it refuses to start if less is free, so
+the plan lowers it (and says so) on a card that is partly in use."""
 
 FLOORS: dict[str, tuple[str, str | None]] = {
     "vllm": ("0.19.1", "35B"),
@@ -74,3 +79,17 @@ def _numbers(text: str) -> tuple[int, ...]:
     while len(parts) > 1 and parts[-1] == 0:
         parts.pop()
     return tuple(parts)
+
+
+def vllm_command(
+    binary: str, model: str, served_name: str, context: int, tp: int, utilization: float, nodes: int
+) -> list[str]:
+    """``vllm serve`` with tool calls on; ``{port}`` is filled in by the supervisor."""
+    argv = [binary, "serve", model, "--served-model-name", served_name, "--max-model-len", str(context)]
+    argv += ["--enable-auto-tool-choice", "--tool-call-parser", TOOL_CALL_PARSER]
+    argv += ["--tensor-parallel-size", str(tp)]
+    if nodes > 1:
+        argv += ["--pipeline-parallel-size", str(nodes), "--distributed-executor-backend", "ray"]
+    if utilization < VLLM_GPU_MEMORY_UTILIZATION:
+        argv += ["--gpu-memory-utilization", f"{utilization:.2f}"]
+    return argv + ["--host", "127.0.0.1", "--port", "{port}"]

@@ -1,0 +1,48 @@
+"""llama-server's command line, for the embedded model and for any GGUF.
+
+Every flag written here is one the shipped llama-server lists in its
+``--help`` (a test reads it), so an upgrade that renames one fails in CI
+rather than on a user's machine at start-up.
+"""
+
+from __future__ import annotations
+
+from ..settings import BackendSettings
+
+FLAGS = (
+    "-m", "-c", "-ngl", "--n-cpu-moe", "-fa", "-ctk", "-ctv", "--jinja", "-np",
+    "--cache-ram", "-t", "--host", "--port", "--alias",
+)  # fmt: skip
+"""Every flag :func:`llama_command` can emit."""
+
+
+def llama_command(
+    binary: str,
+    model: str,
+    context: int,
+    gpu_layers: int,
+    backend: BackendSettings,
+    alias: str,
+    tools: bool,
+    *,
+    cpu_moe_layers: int = 0,
+    flash_attn: bool = False,
+    kv_type: str = "f16",
+) -> list[str]:
+    """``{port}`` is filled in by the supervisor.  Flash attention is switched on
+    explicitly where the plan's arithmetic assumes it (``-fa auto`` could fall
+    back to a compute buffer that grows with context x heads); a quantized V
+    cache requires it."""
+    argv = [binary, "-m", model, "-c", str(context), "-ngl", str(gpu_layers)]
+    if cpu_moe_layers:
+        argv += ["--n-cpu-moe", str(cpu_moe_layers)]
+    if flash_attn:
+        argv += ["-fa", "on"]
+    if kv_type != "f16":
+        argv += ["-ctk", kv_type, "-ctv", kv_type]
+    if tools:
+        argv.append("--jinja")
+    argv += ["-np", str(backend.parallel), "--cache-ram", str(backend.cache_ram_mib)]
+    if backend.threads is not None:
+        argv += ["-t", str(backend.threads)]
+    return argv + ["--host", "127.0.0.1", "--port", "{port}", "--alias", alias]
