@@ -75,6 +75,8 @@ class ModelSpec(_Frozen):
     assumed: tuple[str, ...] = ()
     custom: bool = False
     """Described by a GGUF's own header rather than by this table."""
+    licence: str | None = None
+    """For a model that ships with ornith-lsp: its licence and where the file comes from."""
     vocab_size: int | None = None
     """Sizes llama.cpp's logits buffer; None when not known."""
     expert_count: int | None = None
@@ -253,7 +255,7 @@ def embedded_spec(model: EmbeddedModel) -> ModelSpec:
                 size_source=f"the file joined from PyPI, ~{model.size_gb:.1f} GB",
             ),
         ),
-        assumed=(f"{model.name}: {model.licence}; {model.provenance}",),
+        licence=f"{model.name}: licence {model.licence}; source: {model.provenance}",
     )
 
 

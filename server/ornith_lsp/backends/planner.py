@@ -473,6 +473,8 @@ def _local_plan(
         speed_reason,
         *reasons.backend_extras(p, backend, context, embedded_model),
     ]
+    if p.spec.licence:
+        why.append(f"Model {p.spec.licence}.")
     assumed = list(p.spec.assumed)
     assumed += reasons.headroom_assumptions(p)
     if p.backend == "vllm":
