@@ -52,6 +52,8 @@ PLANS = {
     "35B, q4_0 KV": (gpu("NVIDIA GeForce RTX 4090", 24), BackendSettings(kv_cache_type="q4_0")),
     "35B, experts in RAM": (gpu("NVIDIA GeForce RTX 4080", 16), BackendSettings(model_size="35B")),
     "31B, layers in RAM": (gpu("NVIDIA GeForce RTX 3060", 12), BackendSettings(model_size="31B")),
+    "embedded, n-gram drafts": (Hardware(gpus=[], ram_mib=16384, cpu_cores=8, source="test"),
+                                BackendSettings(draft="ngram")),
 }
 
 
@@ -73,6 +75,8 @@ def test_every_planned_argument_is_accepted(case, help_text):
         assert flag in known, f"{flag} is not in llama-server --help"
     if "-fa" in argv:
         assert argv[argv.index("-fa") + 1] == "on" and "[on|off|auto]" in known["-fa"]
+    if "--spec-type" in argv:
+        assert argv[argv.index("--spec-type") + 1] in known["--spec-type"]
     for flag in ("-ctk", "-ctv"):
         if flag in argv:
             allowed = help_text[help_text.index(known[flag]):].split("allowed values:", 1)[1].splitlines()[0]

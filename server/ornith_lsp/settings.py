@@ -50,6 +50,9 @@ class BackendSettings(_Strict):
     model_path: Path | None = Field(None, description="A GGUF file for llama-server.")
     llama_server: Path | None = Field(None, description="Path of the llama-server binary.")
     model_size: Literal["auto", "embedded", "9B", "31B", "35B", "397B"] = "auto"
+    draft: Literal["auto", "off", "ngram"] = Field(
+        "auto", description="llama-server speculative decoding: ngram drafts from the context (no second model)"
+    )
     embedded_model: Literal["coder-1.5b", "tiny"] = Field(
         "coder-1.5b", description="coder-1.5b fixes simple bugs; tiny (SmolLM2-135M) only proves the wiring."
     )

@@ -11,9 +11,20 @@ from ..settings import BackendSettings
 
 FLAGS = (
     "-m", "-c", "-ngl", "--n-cpu-moe", "-fa", "-ctk", "-ctv", "--jinja", "-np",
-    "--cache-ram", "-t", "--host", "--port", "--alias",
+    "--cache-ram", "-t", "--spec-type", "--host", "--port", "--alias",
 )  # fmt: skip
 """Every flag :func:`llama_command` can emit."""
+
+NGRAM_DRAFT_DEFAULT = False
+"""Whether ``backend.draft = "auto"`` turns on n-gram drafting
+(``--spec-type ngram-simple``: draft tokens looked up in the context, no second
+model).  Set from ``bench/speculative.py`` on two CPU cores; see its result."""
+
+
+def draft_for(setting: str) -> str:
+    if setting == "auto":
+        return "ngram" if NGRAM_DRAFT_DEFAULT else "off"
+    return setting
 
 
 def llama_command(
@@ -28,6 +39,7 @@ def llama_command(
     cpu_moe_layers: int = 0,
     flash_attn: bool = False,
     kv_type: str = "f16",
+    draft: str = "off",
 ) -> list[str]:
     """``{port}`` is filled in by the supervisor.  Flash attention is switched on
     explicitly where the plan's arithmetic assumes it (``-fa auto`` could fall
@@ -45,4 +57,6 @@ def llama_command(
     argv += ["-np", str(backend.parallel), "--cache-ram", str(backend.cache_ram_mib)]
     if backend.threads is not None:
         argv += ["-t", str(backend.threads)]
+    if draft == "ngram":
+        argv += ["--spec-type", "ngram-simple"]
     return argv + ["--host", "127.0.0.1", "--port", "{port}", "--alias", alias]

@@ -27,7 +27,7 @@ from . import catalog, reasons
 from .catalog import MODELS, RANK, SERVED_NAME, ModelSpec, Quant, embedded_for, is_embedded
 from .gguf import GgufInfo
 from .hardware import Gpu, Hardware
-from .llamacpp import llama_command
+from .llamacpp import draft_for, llama_command
 from .ollama import OLLAMA_PORT, is_ollama_port, ollama_context_reason
 from .placement import CPU_CONTEXT, Placement, mib, pin_gpus, place, targets
 from .vllm import TOOL_CALL_PARSER, vllm_command
@@ -455,6 +455,7 @@ def _local_plan(
         command = llama_command(
             llama_server, model, context, p.gpu_layers, backend, served, tools,
             cpu_moe_layers=p.cpu_moe_layers, flash_attn=p.flash_attn, kv_type=p.kv_type,
+            draft=draft_for(backend.draft),
         )  # fmt: skip
     why = [
         reasons.hardware_reason(hw),
