@@ -16,6 +16,7 @@ import atexit
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -112,6 +113,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from ornith_lsp.backends.hardware import probe
     from ornith_lsp.backends.planner import Plan, PlanError, plan_summary
     from ornith_lsp.backends.runtime import make_plan, probe_remote
+    from ornith_lsp.tasks import environment
 
     s = _settings(args)
     hw = probe(args.hardware)
@@ -140,6 +142,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             problems.append(remote["error"])
     elif s.backend.kind == "auto" and not s.backend.endpoint:
         report["ollama"] = asyncio.run(ollama.detect(ollama.default_root(), timeout=min(timeout, 1.0)))
+    tests = asyncio.run(environment.resolve(args.root, s.agent.test_command))
+    report["tests"] = tests.model_dump(mode="json")
+    if tests.problem:
+        problems.append(f"the tests could not run: {tests.problem}")
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -178,6 +184,12 @@ def _print_doctor(report: dict[str, Any], the_plan: Any, problems: list[str]) ->
         if not remote:
             example = found["models"][0] if found["models"] else "MODEL"
             print(f"                use it with: --endpoint {found['root']}/v1 --model {example}")
+    tests = report["tests"]
+    if tests["argv"]:
+        print("tests:          " + shlex.join(tests["argv"]))
+        print(f"                ({tests['why']})")
+    for skipped in tests["skipped"]:
+        print(f"                skipped {skipped}")
     if the_plan is not None:
         print("why:")
         for reason in the_plan.reasons:
