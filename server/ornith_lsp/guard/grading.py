@@ -261,9 +261,10 @@ async def run_target_tests(
         result.kind = "timeout"
         result.reason = f"the target tests did not finish within {timeout_s:g} s"
     if not result.passed and result.kind in ("no-report", "timeout"):
-        tail = procs.tail(log_path, 8)
+        # the log's "=== time $ argv" header is ours, not the runner's
+        tail = [ln for ln in procs.tail(log_path, 8).splitlines() if ln.strip() and not ln.startswith("=== ")]
         if tail:
-            result.reason += f"; the runner's last output: {' | '.join(tail.splitlines()[-4:])[:400]}"
+            result.reason += f"; the runner's last output: {' | '.join(tail[-4:])[:400]}"
     return result
 
 
