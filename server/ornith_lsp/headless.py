@@ -270,7 +270,7 @@ def _print(report: dict[str, Any], fmt: str, diff: str | None) -> None:
 def add_parser(sub: Any, add_setting_flags: Any) -> None:
     p = sub.add_parser("fix", help="fix failing tests (and linter findings) headless, for CI")
     p.add_argument("path", nargs="?", default=".", help="the project folder (inside a git repository)")
-    p.add_argument("--tests", help='test command (default: "python -m pytest")')
+    p.add_argument("--tests", help="test command (default: found from the project's environment; see `ornith-lsp doctor`)")
     p.add_argument("--diagnostics", help="also fix findings of: ruff,mypy")
     p.add_argument("--max-tasks", type=int, default=10)
     p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
