@@ -10,6 +10,7 @@ TEST DOUBLE; no case here is about the model.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -84,7 +85,7 @@ def ornith(*args: str, path: str, timeout: float = 240, python: str = sys.execut
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
     env.update(PATH=path, PYTHONPATH=str(REPO_ROOT / "server"), **(extra_env or {}))
     return subprocess.run([python, "-m", "ornith_lsp", *args], capture_output=True, text=True, timeout=timeout,
-                          env=env)
+                          env=env, check=False)
 
 
 def one_line(stderr: str) -> str:
@@ -171,7 +172,7 @@ async def test_uv_runs_the_tests_of_the_copy_it_is_started_in(tmp_path):
                                             'dependencies = ["pytest>=8"]\n\n[tool.pytest.ini_options]\n')
     (project / "calc.py").write_text("def add(a, b):\n    return a - b\n")
     (project / "test_calc.py").write_text("from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n")
-    subprocess.run([UV, "lock", "-q"], cwd=project, check=True, timeout=300)
+    await asyncio.to_thread(subprocess.run, [UV, "lock", "-q"], cwd=project, check=True, timeout=300)
     cmd = await environment.resolve(project, environ={"PATH": path_with(tmp_path, uv=UV)})
     assert cmd.ok and cmd.source == "uv" and cmd.argv[:4] == [f"{tmp_path}/bin/uv", "run", "--project", str(project)]
     run = await run_tests(project, cmd.argv, timeout_s=240)
@@ -225,9 +226,10 @@ def user_install(tmp_path_factory) -> Path:
     subprocess.run([UV, "venv", "-q", "--python", sys.executable, str(where)], check=True, timeout=300)
     python = environment.venv_python(where)
     done = subprocess.run([UV, "pip", "install", "-q", "--python", str(python), *wanted],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr
-    probe = subprocess.run([str(python), "-c", "import pytest_asyncio"], capture_output=True, timeout=60)
+    probe = subprocess.run([str(python), "-c", "import pytest_asyncio"], capture_output=True, timeout=60,
+                           check=False)
     assert probe.returncode != 0, "the user install must not have the test extra"
     return python
 

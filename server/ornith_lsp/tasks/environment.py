@@ -66,7 +66,7 @@ class TestCommand(BaseModel):
     argv: list[str] = Field(default_factory=list)
     source: Source | None = None
     why: str = ""
-    python: str | None = Field(None, description="the interpreter that runs pytest, when known")
+    python: str | None = Field(default=None, description="the interpreter that runs pytest, when known")
     skipped: list[str] = Field(default_factory=list, description="candidates passed over, with the reason")
     problem: str | None = None
 
