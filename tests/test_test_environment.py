@@ -328,3 +328,18 @@ async def test_run_tests_that_cannot_run_is_an_error_message(editor: LanguageCli
     assert summary["error"].startswith(f"the tests could not run: {python} has no pytest")
     shown = [m for m in editor.messages if m.type == types.MessageType.Error and "has no pytest" in m.message]
     assert shown, editor.messages
+
+
+def test_guard_check_grades_with_the_project_environment(tmp_path, bare_venv):
+    """`guard check` on a project whose venv has no pytest: no verdict, one line."""
+    repo = make_repo(tmp_path / "repo", CALC)
+    python = _venv(repo / ".venv", with_pytest=False)
+    diff = tmp_path / "fix.diff"
+    diff.write_text("--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,2 @@\n def add(a, b):\n-    return a - b\n+    return a + b\n")
+    task = tmp_path / "task.json"
+    task.write_text(json.dumps({"kind": "test", "tests": ["test_calc.py::test_add"]}))
+    res = ornith("guard", "check", "--root", str(repo), "--diff", str(diff), "--task", str(task),
+                 path=path_with(tmp_path, bare_venv))
+    assert res.returncode == 2
+    assert f"the tests could not run: {python} has no pytest" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
