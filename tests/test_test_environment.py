@@ -131,6 +131,17 @@ async def test_a_project_venv_whose_python_does_not_start(tmp_path, pytest_venv)
     assert not cmd.ok and "does not start" in cmd.problem and "python3 -m venv --clear" in cmd.problem
 
 
+async def test_a_project_venv_whose_pytest_is_broken(tmp_path, pytest_venv):
+    project = tmp_path / "p"
+    project.mkdir()
+    python = _venv(project / ".venv", with_pytest=False)
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    (Path(site) / "pytest.py").write_text("raise RuntimeError('half-installed')\n")
+    cmd = await environment.resolve(project, environ={"PATH": path_with(tmp_path, pytest_venv)})
+    assert not cmd.ok and cmd.problem.startswith(f"{python} cannot import pytest (RuntimeError: half-installed)")
+
+
 async def test_the_active_virtual_env(tmp_path, pytest_venv):
     env_dir = pytest_venv.parent.parent
     cmd = await environment.resolve(tmp_path, environ={"PATH": path_with(tmp_path), "VIRTUAL_ENV": str(env_dir)})

@@ -147,7 +147,8 @@ async def probe(python: str, cwd: Path) -> Probe:
 
 
 async def _ask_tool(argv: Sequence[str], root: Path) -> str | None:
-    """The first line a tool prints about its environment, or None when it says nothing useful."""
+    """The last line a tool prints about its environment (earlier ones are
+    warnings), or None when it fails or says nothing."""
     try:
         run = await procs.run(list(argv), root, TOOL_TIMEOUT_S)
     except OSError:
@@ -180,6 +181,10 @@ def _use_env(source: Source, python: str, found: Probe, why: str, skipped: list[
             f"{python} does not start ({found.detail}) — recreate the environment "
             f"(e.g. `python3 -m venv --clear {shlex.quote(str(Path(python).parent.parent))}` and reinstall the project) "
             f"{SET_IT}"))
+    if not found.has_pytest and "No module named 'pytest'" not in found.detail:
+        return TestCommand(source=source, python=python, why=why, skipped=skipped, problem=(
+            f"{python} cannot import pytest ({found.detail[:200]}) — repair it "
+            f"(`{shlex.quote(python)} -m pip install --force-reinstall pytest`) {SET_IT}"))
     if not found.has_pytest:
         return TestCommand(source=source, python=python, why=why, skipped=skipped,
                            problem=f"{python} has no pytest — {_no_pytest_advice(source, python)}")
