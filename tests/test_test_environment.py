@@ -259,6 +259,8 @@ def test_readme_command_one_on_a_user_install_finds_the_task(tmp_path, user_inst
     report = json.loads(res.stdout)
     assert report["summary"]["total"] == 1
     assert report["tasks"][0]["target"] == "test_stats.py::test_mean"
+    assert report["test_command"] == {"argv": [str(user_install), "-m", "pytest", "-p", "no:cacheprovider", "-q"],
+                                      "source": "ornith", "why": report["test_command"]["why"]}
     doctor = ornith("doctor", "--json", "--root", str(demo), "--backend", "remote", "--endpoint", "http://127.0.0.1:9/v1",
                     path=path, python=str(user_install))
     tests = json.loads(doctor.stdout)["tests"]

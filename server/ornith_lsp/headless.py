@@ -150,6 +150,7 @@ async def run_fix(args: argparse.Namespace, settings: settings_mod.Settings) -> 
         print(f"ornith-lsp: the tests could not run: {command.problem}", file=sys.stderr)
         return 2
     settings = environment.with_command(settings, command)
+    progress.line(f"tests: {command.shown()} ({command.why})")
     try:
         tasks, baseline, notes = await collect_tasks(root, settings, diagnostics, progress, command)
     except TestsCannotRun as exc:
@@ -217,7 +218,8 @@ async def run_fix(args: argparse.Namespace, settings: settings_mod.Settings) -> 
         finally:
             await shadow.close()
         output = diff
-    report = {"summary": summary(records, errors), "tasks": records, "notes": notes}
+    report = {"summary": summary(records, errors), "tasks": records, "notes": notes,
+              "test_command": command.model_dump(include={"argv", "source", "why"})}
     _print(report, args.format, output)
     if errors:
         return 2
