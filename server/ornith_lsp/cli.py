@@ -16,6 +16,7 @@ import atexit
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -107,11 +108,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # -- doctor -----------------------------------------------------------------------------
 def cmd_doctor(args: argparse.Namespace) -> int:
-    """Print what :func:`~ornith_lsp.backends.diagnosis.diagnose` found; exit 2
-    when no backend can be planned, after printing everything else."""
+    """Print what :func:`~ornith_lsp.backends.diagnosis.diagnose` found, and the
+    test command the project's tests would run with; exit 2 when no backend
+    can be planned, after printing everything else."""
     from ornith_lsp.backends.diagnosis import diagnose
+    from ornith_lsp.tasks import environment
 
-    found = diagnose(_settings(args), args.hardware)
+    s = _settings(args)
+    found = diagnose(s, args.hardware)
+    tests = asyncio.run(environment.resolve(args.root, s.agent.test_command))
+    found.report["tests"] = tests.model_dump(mode="json")
+    if tests.problem:
+        found.problems.append(f"the tests could not run: {tests.problem}")
     if args.json:
         print(json.dumps(found.report, indent=2))
     else:
@@ -152,6 +160,12 @@ def _print_doctor(report: dict[str, Any], the_plan: Any, problems: list[str]) ->
             print(f"                use it with: --endpoint {found['root']}/v1 --model {example}")
     for other in report.get("alternatives") or []:
         print(f"alternative:    {other['summary']}")
+    tests = report["tests"]
+    if tests["argv"]:
+        print("tests:          " + shlex.join(tests["argv"]))
+        print(f"                ({tests['why']})")
+    for skipped in tests["skipped"]:
+        print(f"                skipped {skipped}")
     if the_plan is not None:
         print("why:")
         for reason in the_plan.reasons:

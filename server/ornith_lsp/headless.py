@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from ornith_lsp.agent.session import FixResult, fix
 from ornith_lsp.backends.runtime import Backend, BackendUnavailable, make_plan
 from ornith_lsp.guard.judge import Judge
 from ornith_lsp.llm.client import ChatClient
-from ornith_lsp.tasks import Task
+from ornith_lsp.tasks import Task, environment
 from ornith_lsp.tasks.linters import run_mypy, run_ruff
 from ornith_lsp.tasks.pytest_report import run_tests, tasks_from_results
 from ornith_lsp.workspace import Shadow, WorkspaceError, apply_to_tree, diffs
@@ -49,17 +50,30 @@ class Progress:
             self.stream.write("\n")
 
 
+class TestsCannotRun(Exception):
+    """The tests could not tell what is broken; the message is the one line for the user."""
+
+
 async def collect_tasks(root: Path, settings: settings_mod.Settings, diagnostics: list[str],
-                        progress: Progress) -> tuple[list[Task], list[str], list[str]]:
+                        progress: Progress, command: environment.TestCommand | None = None,
+                        ) -> tuple[list[Task], list[str], list[str]]:
     """Failing tests and linter findings as tasks, plus the tests that pass now
-    (the regression baseline) and notes for the report."""
+    (the regression baseline) and notes for the report.
+
+    ``command`` is the resolved test command (by default the setting).  A run that could
+    not test anything raises TestsCannotRun rather than reporting "0 tasks";
+    a run that collected no tests does too, unless diagnostics were asked for,
+    which are then the only tasks."""
     notes: list[str] = []
     progress.line("running the tests ...")
-    run = await run_tests(root, settings.agent.test_command, timeout_s=settings.agent.test_timeout_s)
-    if run.timed_out:
-        notes.append(f"the test command timed out after {settings.agent.test_timeout_s:.0f} s")
-    elif not run.report_found:
-        notes.append("the test command wrote no report: " + run.output.strip()[-300:])
+    if command is None:
+        command = environment.from_setting(settings.agent.test_command or [])
+    run = await run_tests(root, command.argv or None, timeout_s=settings.agent.test_timeout_s)
+    problem = environment.run_problem(run, command, settings.agent.test_timeout_s)
+    if problem is not None and not (problem.kind == "no-tests" and diagnostics):
+        raise TestsCannotRun(problem.line())
+    if problem is not None:
+        notes.append(problem.message)
     tasks = tasks_from_results(run.results)
     baseline = [r.node_id for r in run.results if r.outcome == "passed"]
     for name in diagnostics:
@@ -131,11 +145,21 @@ async def combined_diff(root: Path, overlays: dict[str, str]) -> tuple[str, Shad
 async def run_fix(args: argparse.Namespace, settings: settings_mod.Settings) -> int:
     root = Path(args.path).resolve()
     if settings.agent.test_command is None and args.tests:
-        settings.agent.test_command = args.tests.split()
+        settings.agent.test_command = shlex.split(args.tests)
     progress = Progress()
     diagnostics = [d for d in (args.diagnostics or "").split(",") if d]
+    command = await environment.resolve(root, settings.agent.test_command)
+    if not command.ok:
+        print(f"ornith-lsp: the tests could not run: {command.problem}", file=sys.stderr)
+        return 2
+    settings = environment.with_command(settings, command)
+    progress.line(f"tests: {command.shown()} ({command.why})")
     try:
-        tasks, baseline, notes = await collect_tasks(root, settings, diagnostics, progress)
+        tasks, baseline, notes = await collect_tasks(root, settings, diagnostics, progress, command)
+    except TestsCannotRun as exc:
+        progress.done()
+        print(f"ornith-lsp: {exc}", file=sys.stderr)
+        return 2
     except (WorkspaceError, OSError) as exc:
         print(f"ornith-lsp fix: {exc}", file=sys.stderr)
         return 2
@@ -198,7 +222,8 @@ async def run_fix(args: argparse.Namespace, settings: settings_mod.Settings) -> 
         finally:
             await shadow.close()
         output = diff
-    report = {"summary": summary(records, errors), "tasks": records, "notes": notes}
+    report = {"summary": summary(records, errors), "tasks": records, "notes": notes,
+              "test_command": command.model_dump(include={"argv", "source", "why"})}
     _print(report, args.format, output)
     if errors:
         return 2
@@ -251,7 +276,7 @@ def _print(report: dict[str, Any], fmt: str, diff: str | None) -> None:
 def add_parser(sub: Any, add_setting_flags: Any) -> None:
     p = sub.add_parser("fix", help="fix failing tests (and linter findings) headless, for CI")
     p.add_argument("path", nargs="?", default=".", help="the project folder (inside a git repository)")
-    p.add_argument("--tests", help='test command (default: "python -m pytest")')
+    p.add_argument("--tests", help="test command (default: found from the project's environment; see `ornith-lsp doctor`)")
     p.add_argument("--diagnostics", help="also fix findings of: ruff,mypy")
     p.add_argument("--max-tasks", type=int, default=10)
     p.add_argument("--format", choices=("text", "json", "sarif"), default="text")

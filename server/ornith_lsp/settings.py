@@ -91,7 +91,8 @@ class AgentSettings(_Strict):
     max_tokens: int = Field(200_000, ge=1000)
     max_wall_s: float = Field(600.0, gt=0)
     max_output_tokens: int = Field(512, ge=64, le=32768, description="per model call")
-    test_command: list[str] | None = Field(None, description="default: python -m pytest")
+    test_command: list[str] | None = Field(
+        None, description="default: found from the project's environment (tasks/environment.py)")
     test_timeout_s: float = Field(120.0, gt=0, description="a whole test run; one test past a third of it fails as hung")
     temperature: float = Field(0.2, ge=0, le=2)
     strategy: Literal["auto", "model-plan", "direct-rewrite", "reproduce-then-fix", "sample-and-verify",

@@ -208,7 +208,8 @@ async def fix(task: Task, *, root: Path, llm: ChatClient, settings: Settings, co
                     verdict = await acheck_diff(base, diff, guard_task, judge=judge, judge_mode=g.judge,
                                                 extra_protected=g.protected, unprotected=g.unprotected,
                                                 allow_new_tests=g.allow_new_tests,
-                                                timeout_s=settings.agent.test_timeout_s)
+                                                timeout_s=settings.agent.test_timeout_s,
+                                                test_command=settings.agent.test_command)
             except GuardError as exc:
                 return Verification(ok=False, summary=f"the guard could not judge the change: {exc}")
             result.verdict = verdict.to_dict()

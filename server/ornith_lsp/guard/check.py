@@ -14,7 +14,7 @@ import asyncio
 import posixpath
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -240,8 +240,12 @@ async def acheck_diff(
     run_tests: bool = True,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     python: str | None = None,
+    test_command: Sequence[str] | None = None,
 ) -> Verdict:
-    """Every layer: boundary and monitors, then grading for a test task, then the judge."""
+    """Every layer: boundary and monitors, then grading for a test task, then the judge.
+
+    Grading runs ``test_command`` (the project's resolved test command) when
+    given, else ``python -m pytest``."""
     if judge_mode not in JUDGE_MODES:
         raise GuardError(f"judge mode must be one of {', '.join(JUDGE_MODES)}, not {judge_mode!r}")
     top = open_repo(root)
@@ -264,7 +268,7 @@ async def acheck_diff(
         if verdict.findings:
             verdict.notes.append("the target tests were not run: the change is already blocked")
         else:
-            result = await _grade_change(top, review, task["tests"], boundary, timeout_s, python)
+            result = await _grade_change(top, review, task["tests"], boundary, timeout_s, python, test_command)
             if result.passed:
                 verdict.notes.append(f"grading: {result.reason} on pristine tests in a fresh process")
             else:
@@ -278,12 +282,13 @@ async def acheck_diff(
 
 
 async def _grade_change(top: Path, review: Review, targets: list[str], boundary: Boundary,
-                        timeout_s: float, python: str | None) -> GradeResult:
+                        timeout_s: float, python: str | None,
+                        test_command: Sequence[str] | None = None) -> GradeResult:
     with tempfile.TemporaryDirectory(prefix="ornith-guard-") as tmp:
         shadow = Path(tmp) / "shadow"
         materialise(top, review.after, shadow)
         return await agrade(shadow, DirBase(top), targets, timeout_s=timeout_s, boundary=boundary,
-                            python=python, report_dir=Path(tmp) / "report")
+                            python=python, report_dir=Path(tmp) / "report", command=test_command)
 
 
 def materialise(root: Path, after: Mapping[str, str | None], dest: Path) -> None:

@@ -8,6 +8,7 @@ not an error: the verdict falls back to the deterministic layers and says so.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -70,10 +71,20 @@ def _check(args: argparse.Namespace) -> Verdict:
         judge = _make_judge(settings, args, required=True)
     elif mode != "off":
         judge = _make_judge(settings, args, required=False)
+    test_command = None
+    if task and task.get("kind") == "test" and not args.no_tests:
+        # grading runs the project's own test command, found as `ornith-lsp fix` finds it
+        from ornith_lsp.tasks import environment
+
+        resolved = asyncio.run(environment.resolve(root, settings.agent.test_command))
+        if not resolved.ok:
+            raise GuardError(f"the tests could not run: {resolved.problem}")
+        test_command = resolved.argv
     return check_diff(
         root, diff_text, task, judge=judge, judge_mode=mode,
         extra_protected=g.protected, unprotected=g.unprotected, allow_new_tests=g.allow_new_tests,
         run_tests=not args.no_tests, timeout_s=args.timeout or settings.agent.test_timeout_s,
+        test_command=test_command,
     )
 
 

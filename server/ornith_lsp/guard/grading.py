@@ -20,7 +20,7 @@ import shutil
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,13 +169,15 @@ def grade(
     boundary: Boundary | None = None,
     python: str | None = None,
     report_dir: Path | None = None,
+    command: Sequence[str] | None = None,
 ) -> GradeResult:
     """Synchronous form of :func:`agrade` for callers without an event loop."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(agrade(shadow_root, base_root_or_checkpoint, target_tests, timeout_s=timeout_s,
-                                  boundary=boundary, python=python, report_dir=report_dir))
+                                  boundary=boundary, python=python, report_dir=report_dir,
+                                  command=command))
     raise RuntimeError("grade() was called inside a running event loop: await agrade() instead")
 
 
@@ -188,11 +190,15 @@ async def agrade(
     boundary: Boundary | None = None,
     python: str | None = None,
     report_dir: Path | None = None,
+    command: Sequence[str] | None = None,
 ) -> GradeResult:
     """Restore, run the target tests in a fresh process group, read the JUnit report.
 
     ``report_dir`` (default: a new temporary directory, left for the caller)
-    receives ``report.xml`` and ``pytest.log``; it lies outside the shadow tree."""
+    receives ``report.xml`` and ``pytest.log``; it lies outside the shadow tree.
+    ``command`` is the project's resolved test command (it accepts pytest's
+    arguments); without it ``python -m pytest`` runs, ``python`` defaulting
+    to this interpreter."""
     shadow_root = Path(shadow_root).resolve()
     if not shadow_root.is_dir():
         raise GuardError(f"the shadow tree {shadow_root} does not exist")
@@ -211,7 +217,8 @@ async def agrade(
             "a new test never counts toward verification"), kind="new-test-target")
     boundary = boundary.with_targets(t.split("::")[0] for t in targets)
     restored = restore_protected(shadow_root, base, boundary)
-    result = await run_target_tests(shadow_root, targets, timeout_s=timeout_s, python=python, report_dir=report_dir)
+    result = await run_target_tests(shadow_root, targets, timeout_s=timeout_s, python=python, report_dir=report_dir,
+                                    command=command)
     result.restored = restored
     return result
 
@@ -223,6 +230,7 @@ async def run_target_tests(
     timeout_s: float,
     python: str | None = None,
     report_dir: Path | None = None,
+    command: Sequence[str] | None = None,
 ) -> GradeResult:
     """Run pytest on ``tree`` as it is -- no restore -- and read its report.
     Only :func:`agrade` should decide success; this is the runner underneath it."""
@@ -234,7 +242,8 @@ async def run_target_tests(
     log_path = report_dir / "pytest.log"
     if report.exists():
         report.unlink()
-    argv = [python or sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--junitxml={report}",
+    prefix = list(command) if command else [python or sys.executable, "-m", "pytest"]
+    argv = [*prefix, "-p", "no:cacheprovider", f"--junitxml={report}",
             "-o", "junit_family=xunit1", f"--rootdir={tree}", f"--confcutdir={tree}", "-q"]
     if not _has_config(tree, targets):
         empty = report_dir / "pytest.ini"
@@ -252,9 +261,10 @@ async def run_target_tests(
         result.kind = "timeout"
         result.reason = f"the target tests did not finish within {timeout_s:g} s"
     if not result.passed and result.kind in ("no-report", "timeout"):
-        tail = procs.tail(log_path, 8)
+        # the log's "=== time $ argv" header is ours, not the runner's
+        tail = [ln for ln in procs.tail(log_path, 8).splitlines() if ln.strip() and not ln.startswith("=== ")]
         if tail:
-            result.reason += f"; the runner's last output: {' | '.join(tail.splitlines()[-4:])[:400]}"
+            result.reason += f"; the runner's last output: {' | '.join(tail[-4:])[:400]}"
     return result
 
 

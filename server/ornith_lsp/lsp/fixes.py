@@ -21,7 +21,7 @@ from pygls.uris import from_fs_path, to_fs_path
 
 from ornith_lsp.agent.session import FixResult, fix
 from ornith_lsp.backends.runtime import BackendUnavailable
-from ornith_lsp.tasks import Task
+from ornith_lsp.tasks import Task, environment
 from ornith_lsp.tasks.diagnostics import from_lsp_diagnostic, relative_path
 from ornith_lsp.tasks.pytest_report import run_tests, tasks_from_results
 from ornith_lsp.workspace import PatchError, Shadow, WorkspaceError, diff_to_workspace_edit, diffs, rollback
@@ -194,8 +194,12 @@ async def _run_fix(ls: OrnithServer, state: FixState, overlays: dict[str, str]) 
 
     outcome = "cancelled"
     try:
+        command = await environment.resolve(ls.root, ls.settings.agent.test_command)
+        if not command.ok:
+            raise RuntimeError(f"the tests could not run: {command.problem}")
+        settings = environment.with_command(ls.settings, command)
         async with ls.backend.client() as llm:
-            state.result = await fix(state.task, root=ls.root, llm=llm, settings=ls.settings,
+            state.result = await fix(state.task, root=ls.root, llm=llm, settings=settings,
                                      context_length=ls.backend.plan.context_length, overlays=overlays,
                                      baseline=ls.baseline, on_event=on_event, model_size=ls.backend.plan.model_size)
         report = state.result.report
@@ -233,12 +237,25 @@ async def apply(ls: OrnithServer, task_id: str) -> dict[str, Any]:
 
 async def run_tests_command(ls: OrnithServer) -> dict[str, Any]:
     """Run the tests on the editor's view of the code (saved files plus unsaved
-    buffers, in a shadow tree) and publish failures as diagnostics."""
+    buffers, in a shadow tree) and publish failures as diagnostics.
+
+    Tests that could not run are an error message, not an empty list of
+    diagnostics that would read as "all green"."""
     if ls.root is None:
         raise ValueError("the workspace has no root folder")
+    command = await environment.resolve(ls.root, ls.settings.agent.test_command)
+    if not command.ok:
+        message = f"the tests could not run: {command.problem}"
+        ls.say(f"Ornith: {message}", types.MessageType.Error, show=True)
+        return {"passed": 0, "failed": 0, "reportFound": False, "timedOut": False, "tasks": [], "error": message}
     texts, _ = _open_documents(ls)
+    timeout_s = ls.settings.agent.test_timeout_s
     async with await Shadow.create(ls.root, texts, label="tests") as shadow:
-        run = await run_tests(shadow.path, ls.settings.agent.test_command, timeout_s=ls.settings.agent.test_timeout_s)
+        run = await run_tests(shadow.path, command.argv, timeout_s=timeout_s)
+    problem = environment.run_problem(run, command, timeout_s)
+    if problem is not None:
+        level = types.MessageType.Warning if problem.kind == "no-tests" else types.MessageType.Error
+        ls.say(f"Ornith: {problem.line()}", level, show=True)
     ls.baseline = [r.node_id for r in run.results if r.outcome == "passed"]
     tasks = tasks_from_results(run.results)
     by_uri: dict[str, list[Task]] = {}
@@ -254,7 +271,8 @@ async def run_tests_command(ls: OrnithServer) -> dict[str, Any]:
     ls.fixes.test_tasks = by_uri
     _refresh_code_lenses(ls)
     return {"passed": len(ls.baseline), "failed": len(tasks), "reportFound": run.report_found,
-            "timedOut": run.timed_out, "tasks": [t.model_dump(mode="json") for t in tasks]}
+            "timedOut": run.timed_out, "tasks": [t.model_dump(mode="json") for t in tasks],
+            **({"error": problem.line()} if problem is not None else {})}
 
 
 def _refresh_code_lenses(ls: OrnithServer) -> None:

@@ -58,6 +58,7 @@ class TestRun:
     timed_out: bool = False
     output: str = ""
     returncode: int | None = None
+    start_error: str = ""  # the command could not be started at all (not found, not executable)
 
     @property
     def failures(self) -> list[TestResult]:
@@ -93,7 +94,8 @@ async def run_tests(
             if result.returncode == 4 and "ornith_hang" in result.output and not report.is_file():
                 result = await procs.run([*argv, *node_ids], root, timeout_s, env=env)
         except OSError as exc:
-            return TestRun(output=f"cannot start the test command {argv[0]!r}: {exc}")
+            reason = f"{exc.strerror or exc}: {argv[0]}"
+            return TestRun(output=f"cannot start the test command {argv[0]!r}: {exc}", start_error=reason)
         output = result.output
         if result.timed_out:
             output += f"\n[ornith] the test command did not finish within {timeout_s:g}s and was killed\n"
@@ -133,6 +135,9 @@ def _result(case: ET.Element, root: Path) -> TestResult:
             message = element.get("message", "")
             traceback = element.text or ""
             break
+    if outcome == "error" and message == "collection failure":
+        # the test module did not import; its last error line says why (SyntaxError, NameError, ...)
+        message = f"{node_id} could not be imported: {_last_error_line(traceback) or message}"
     location = None
     if outcome in ("failed", "error"):
         test_file = node_id.split("::")[0]
@@ -140,6 +145,12 @@ def _result(case: ET.Element, root: Path) -> TestResult:
         own = Location(path=test_file, line=int(line) + 1) if line and line.isdigit() else None
         location = failure_location(traceback, root, test_file) or own
     return TestResult(node_id, outcome, message, traceback, location)
+
+
+def _last_error_line(traceback: str) -> str:
+    """Pytest marks the exception lines of a traceback with ``E``; the last one names the error."""
+    lines = [ln[1:].strip() for ln in traceback.splitlines() if ln.startswith("E ")]
+    return lines[-1] if lines else ""
 
 
 def node_id_of(classname: str, name: str, file: str | None, root: Path) -> str:
