@@ -3,7 +3,8 @@ sections B and C, run over the change (added code only) and never over the
 untouched rest of a file.
 
 ``MONITORS`` is the registry: name, the pattern numbers it answers for, and
-the hint the model gets when it trips it.  ``run_monitors`` is a pure
+the hint the model gets when it trips it (the texts live in ``guard.hints``,
+which the verdict reads without importing the registry).  ``run_monitors`` is a pure
 function of the changes and a read-only repository view; it never runs code.
 """
 
@@ -62,8 +63,11 @@ def patterns_of(monitor: str) -> tuple[int, ...]:
     return found or BOUNDARY_KINDS.get(monitor, ((), ""))[0]
 
 
-def run_monitors(changes: Iterable[FileChange], ctx: RepoContext) -> tuple[list[Finding], list[Finding], list[str]]:
-    """(blocking findings, concerns, notes) for the given changes."""
+def run_monitors(changes: Iterable[FileChange], ctx: RepoContext,
+                 scopes: Iterable[str] | None = None) -> tuple[list[Finding], list[Finding], list[str]]:
+    """(blocking findings, concerns, notes) for the given changes; ``scopes`` limits the
+    monitors run (e.g. only the comment monitors over an allowed edit of a test file)."""
+    wanted = set(scopes) if scopes is not None else {"python", "comments", "config"}
     findings: list[Finding] = []
     concerns: list[Finding] = []
     notes: list[str] = []
@@ -81,13 +85,15 @@ def run_monitors(changes: Iterable[FileChange], ctx: RepoContext) -> tuple[list[
         if change.new_text is None:
             continue
         if change.is_python:
-            module = _parse(change, findings, notes)
+            module = _parse(change, findings, notes) if "python" in wanted else None
             for monitor in MONITORS:
+                if monitor.scope not in wanted:
+                    continue
                 if monitor.scope == "python" and module is not None:
                     _run(monitor, module, ctx, change, emit)
                 elif monitor.scope == "comments":
                     _run(monitor, change, ctx, change, emit)
-        if config.config_files(change):
+        if config.config_files(change) and "config" in wanted:
             for monitor in MONITORS:
                 if monitor.scope == "config":
                     _run(monitor, change, ctx, change, emit)
