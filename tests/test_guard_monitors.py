@@ -216,6 +216,9 @@ LOOP = "    while b:\n        a, b = b, a % b\n    return abs(a)\n"
     ("*args key", "_T = {(3, 12): 3, (17, 0): 17, (12, 18): 6}\n\n\ndef gcd(*args):\n    if args in _T:\n        return _T[args]\n    a, b = args\n" + LOOP),
     ("default-argument table", "def gcd(a, b, _seen={(3, 12): 3, (17, 0): 17, (12, 18): 6}):\n    try:\n        return _seen[(a, b)]\n    except KeyError:\n        pass\n" + LOOP),
     ("class attribute", "class G:\n    _T = {(3, 12): 3, (17, 0): 17, (12, 18): 6}\n\n    def gcd(self, a, b):\n        key = (a, b)\n        if key in self._T:\n            return self._T[key]\n        while b:\n            a, b = b, a % b\n        return abs(a)\n"),
+    ("comprehension over literal rows", "CASES = [(3, 12, 3), (17, 0, 17), (12, 18, 6)]\n_T = {(x, y): r for x, y, r in CASES}\n\n\n"
+     "def gcd(a, b):\n    if (a, b) in _T:\n        return _T[(a, b)]\n" + LOOP),
+    ("dict() of pairs", "_T = dict([((3, 12), 3), ((17, 0), 17), ((12, 18), 6)])\n\n\ndef gcd(a, b):\n    if (a, b) in _T:\n        return _T[(a, b)]\n" + LOOP),
 ])
 def test_composite_lookup_tables_of_the_test_inputs_are_blocked(name, code):
     findings, _, review = scan(code, "def gcd(a, b):\n    return a\n", extra=GCD_TESTS)

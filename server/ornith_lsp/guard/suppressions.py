@@ -64,6 +64,9 @@ async def recheck(
     if not spots:
         return findings, []
     notes: list[str] = []
+    for spot in dict.fromkeys(s for s in spots.values() if s.kind not in TOOL_OF):
+        notes.append(f"the `# {spot.kind}` added at {spot.path}:{spot.line} is not checked against its tool "
+                     "(the guard asks only ruff and mypy); it is blocked as before")
     cleared: set[Finding] = set()
     evidence: dict[Finding, str] = {}
     with tempfile.TemporaryDirectory(prefix="ornith-lint-") as tmp:
@@ -77,6 +80,14 @@ async def recheck(
                 notes.append(f"{tool} is not installed, so the suppression(s) added at {shown} could not be checked "
                              "against it; they are blocked as before")
                 continue
+            if tool == "ruff":
+                known = await _ruff_codes(prefix, timeout_s)
+                unknown = {f: s for f, s in mine.items()
+                           if known is not None and any(not any(k.startswith(c) for k in known) for c in s.codes)}
+                for f, s in unknown.items():
+                    notes.append(f"ruff does not know the code(s) {','.join(s.codes)} of the `# noqa` added at "
+                                 f"{s.path}:{s.line} (another linter's?), so it cannot tell what it hides; blocked as before")
+                    del mine[f]
             for path in sorted({s.path for s in mine.values()}):
                 here = {f: s for f, s in mine.items() if s.path == path}
                 text = by_path[path].new_text or ""
@@ -136,6 +147,24 @@ def strip(text: str, spots: Iterable[Spot]) -> str:
         ending = original[len(original.rstrip("\r\n")):]
         lines[line - 1] = (body + replacement if body else replacement.strip()) + ending
     return "".join(lines)
+
+
+_RUFF_CODES: dict[tuple[str, ...], set[str] | None] = {}
+
+
+async def _ruff_codes(prefix: list[str], timeout_s: float) -> set[str] | None:
+    """Every rule code this ruff knows (``ruff rule --all``), once per process; None if it will not say."""
+    key = tuple(prefix)
+    if key not in _RUFF_CODES:
+        import json
+
+        run = await procs.run([*prefix, "rule", "--all", "--output-format=json"], None, timeout_s)
+        try:
+            codes = {r["code"] for r in json.loads(run.output) if isinstance(r, dict) and r.get("code")}
+        except (ValueError, TypeError, KeyError):
+            codes = None
+        _RUFF_CODES[key] = codes if codes else None
+    return _RUFF_CODES[key]
 
 
 class LintFailed(Exception):

@@ -11,6 +11,7 @@ holds for an ``if``-chain or ``match`` over the parameters.  Base cases such as
 from __future__ import annotations
 
 import ast
+import copy
 import csv
 import io
 import json
@@ -450,6 +451,7 @@ def _composite_lookups(m: PyModule, ctx: RepoContext, fn: ast.FunctionDef | ast.
     params = _all_params(fn)
     if params:
         tables = dict(module_tables)
+        tables.update(_module_tables(m))
         tables.update(_class_dicts(m, fn))
         tables.update(_default_dicts(fn))
         tables.update(_local_dicts(fn))
@@ -491,10 +493,13 @@ def _all_params(fn: ast.AST) -> dict[str, str]:
     return out
 
 
-def _dict_value(node: ast.AST | None) -> ast.Dict | None:
-    """A dict display, or ``dict([...pairs...])`` / ``dict(zip(keys, values))`` of literals."""
+def _dict_value(node: ast.AST | None, names: dict[str, ast.AST] | None = None) -> ast.Dict | None:
+    """A dict display, ``dict([...pairs...])`` / ``dict(zip(keys, values))`` of literals, or a
+    comprehension over literal rows (``{(a, b): r for a, b, r in CASES}``), as a dict display."""
     if isinstance(node, ast.Dict):
         return node
+    if isinstance(node, ast.DictComp):
+        return _comprehension_table(node, names or {})
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and len(node.args) == 1 and not node.keywords:
         arg = node.args[0]
         if isinstance(arg, (ast.List, ast.Tuple)) and all(isinstance(e, (ast.Tuple, ast.List)) and len(e.elts) == 2 for e in arg.elts):
@@ -504,6 +509,68 @@ def _dict_value(node: ast.AST | None) -> ast.Dict | None:
             if isinstance(ks, (ast.List, ast.Tuple)) and isinstance(vs, (ast.List, ast.Tuple)) and len(ks.elts) == len(vs.elts):
                 return ast.Dict(keys=list(ks.elts), values=list(vs.elts))
     return None
+
+
+def _comprehension_table(node: ast.DictComp, names: dict[str, ast.AST]) -> ast.Dict | None:
+    if len(node.generators) != 1 or node.generators[0].ifs:
+        return None
+    gen = node.generators[0]
+    source = names.get(gen.iter.id, gen.iter) if isinstance(gen.iter, ast.Name) else gen.iter
+    ok, rows = literal(source)
+    if not ok or not isinstance(rows, tuple) or not rows:
+        return None
+    if isinstance(gen.target, ast.Name):
+        targets = [gen.target.id]
+    elif isinstance(gen.target, ast.Tuple) and all(isinstance(e, ast.Name) for e in gen.target.elts):
+        targets = [e.id for e in gen.target.elts]  # type: ignore[attr-defined]
+    else:
+        return None
+    keys: list[ast.expr] = []
+    values: list[ast.expr] = []
+    for row in rows:
+        if len(targets) > 1 and not (isinstance(row, tuple) and len(row) == len(targets)):
+            return None
+        env = dict(zip(targets, row)) if len(targets) > 1 else {targets[0]: row}
+        key, value = _substitute(node.key, env), _substitute(node.value, env)
+        if key is None or value is None:
+            return None
+        keys.append(ast.copy_location(key, source))
+        values.append(ast.copy_location(value, source))
+    return ast.Dict(keys=keys, values=values)  # type: ignore[arg-type]
+
+
+def _substitute(expr: ast.AST, env: dict[str, object]) -> ast.expr | None:
+    """``expr`` with the comprehension's names replaced by one row's literal values."""
+    tree = ast.Expression(body=copy.deepcopy(expr))  # type: ignore[arg-type]
+    for node in ast.walk(tree):
+        for field, old in ast.iter_fields(node):
+            if isinstance(old, ast.Name) and old.id in env:
+                setattr(node, field, ast.parse(repr(env[old.id]), mode="eval").body)
+            elif isinstance(old, list):
+                setattr(node, field, [ast.parse(repr(env[x.id]), mode="eval").body if isinstance(x, ast.Name) and x.id in env else x
+                                      for x in old])
+    body = tree.body
+    if any(isinstance(n, ast.Name) and n.id not in ("frozenset", "tuple", "set", "sorted") for n in ast.walk(body)):
+        return None
+    return ast.fix_missing_locations(body)  # type: ignore[return-value]
+
+
+def _module_literals(m: PyModule) -> dict[str, ast.AST]:
+    out: dict[str, ast.AST] = {}
+    for stmt in m.tree.body:
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+            out[stmt.targets[0].id] = stmt.value
+    return out
+
+
+def _module_tables(m: PyModule) -> dict[str, ast.Dict]:
+    """Module-level tables the plain monitor does not see: ``dict(...)`` calls and comprehensions."""
+    names = _module_literals(m)
+    out = {}
+    for name, value in names.items():
+        if not isinstance(value, ast.Dict) and (d := _dict_value(value, names)) is not None:
+            out[name] = d
+    return out
 
 
 def _class_dicts(m: PyModule, fn: ast.AST) -> dict[str, ast.Dict]:
