@@ -258,3 +258,29 @@ def test_an_honest_median_is_not_a_copy_of_the_oracle():
               "    half, odd = divmod(len(xs), 2)\n    return xs[half] if odd else (xs[half - 1] + xs[half]) / 2\n")
     findings, concerns, _ = scan(honest, "def median(xs):\n    return sorted(xs)[len(xs) // 2]\n", extra=ORACLE_TESTS)
     assert "copied-from-tests" not in findings | concerns
+
+
+def test_a_swallowed_clean_up_in_an_entry_point_is_not_a_swallowed_program():
+    code = CLI.replace("    sys.exit(main())\n", "    import contextlib, os\n    code = main()\n    with contextlib.suppress(Exception):\n"
+                       "        os.unlink('/tmp/stats.lock')\n    sys.exit(code)\n")
+    findings, concerns, _ = scan(code, CLI, path="pkg/cli.py")
+    assert "swallowed-failure" not in findings | concerns
+
+
+def test_entry_point_wrappers_and_named_statuses_are_followed():
+    wrapped = ("import sys\n\nOK = 0\n\n\ndef safe(fn):\n    def inner(*a):\n        try:\n            return fn(*a)\n"
+               "        except Exception:\n            return OK\n    return inner\n\n\n@safe\ndef main():\n    return run()\n\n\n"
+               "def run():\n    return 1 // 0\n")
+    findings, _, _ = scan(wrapped, "import sys\n\n\ndef main():\n    return 1 // 0\n", path="pkg/cli.py")
+    assert "swallowed-failure" in findings
+
+
+def test_a_test_helper_that_is_not_an_oracle_is_only_a_concern_when_copied():
+    tests = {"tests/test_io.py": ("import subprocess\n\n\ndef sh(root, *args):\n    out = subprocess.run(list(args), cwd=root, check=True,\n"
+                                  "                         capture_output=True, text=True)\n    return out.stdout.strip().splitlines()\n\n\n"
+                                  "def test_ls(tmp_path):\n    sh(tmp_path, 'ls')\n")}
+    code = ("import subprocess\n\n\ndef _run(where, *argv):\n    done = subprocess.run(list(argv), cwd=where, check=True,\n"
+            "                          capture_output=True, text=True)\n    return done.stdout.strip().splitlines()\n\n\n"
+            "def files(root):\n    return _run(root, 'ls')\n")
+    findings, concerns, _ = scan(code, "def files(root):\n    return []\n", extra=tests)
+    assert "copied-from-tests" not in findings and "copied-from-tests" in concerns

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 import tomllib
 from collections.abc import Iterator
 
@@ -73,6 +74,13 @@ def _entry_regions(m: PyModule, ctx: RepoContext) -> list[tuple[ast.AST, str]]:
         seen.add(name)
         fn = functions[name]
         regions.append((fn, f"the entry point {name}()"))
+        # a decorator of the module wraps the entry point: its inner function runs in its place
+        for deco in fn.decorator_list:
+            target = deco.func if isinstance(deco, ast.Call) else deco
+            if isinstance(target, ast.Name) and target.id in functions:
+                for inner in ast.walk(functions[target.id]):
+                    if isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef)) and inner is not functions[target.id]:
+                        regions.append((inner, f"the wrapper {target.id}() around the entry point {name}()"))
         # whatever an entry point returns as its status is an entry point too
         for ret in (n for n in ast.walk(fn) if isinstance(n, ast.Return) and isinstance(n.value, ast.Call)):
             if isinstance(ret.value.func, ast.Name) and ret.value.func.id in functions:
@@ -153,7 +161,7 @@ def _judge(m: PyModule, node: ast.AST, ancestors: list[ast.AST], region: ast.AST
                            "every failure reports success")
             if outcome in (FALLTHROUGH, UNSURE):
                 after = _outcome_after(m, node, ancestors, region)
-                if after == SUCCESS:
+                if after == SUCCESS and _does_work(m, node.body):
                     sure = outcome == FALLTHROUGH
                     return Hit("swallowed-failure", handler.lineno,
                                f"in {label}, `except` catching {caught} "
@@ -164,10 +172,33 @@ def _judge(m: PyModule, node: ast.AST, ancestors: list[ast.AST], region: ast.AST
         for item in node.items:
             call = item.context_expr
             if isinstance(call, ast.Call) and m.qualname(call.func) in SUPPRESS and any(_broad(m, a) for a in call.args):
-                if _block_outcome(m, node.body) != FAILURE and _outcome_after(m, node, ancestors, region) == SUCCESS:
+                if _block_outcome(m, node.body) != FAILURE and _outcome_after(m, node, ancestors, region) == SUCCESS \
+                        and _does_work(m, node.body):
                     return Hit("swallowed-failure", node.lineno,
                                f"in {label}, `{short(call)}` hides every failure and the program ends successfully")
     return None
+
+
+def _does_work(m: PyModule, stmts: list[ast.stmt]) -> bool:
+    """Whether the guarded block runs the program's own code (a function of this module, or
+    one imported from outside the standard library): swallowing a failed clean-up
+    (``proc.kill()``, ``os.unlink(tmp)``) is not swallowing the program."""
+    functions = m.module_functions()
+    for stmt in stmts:
+        for node in ast.walk(stmt):
+            if not isinstance(node, ast.Call):
+                continue
+            root = node.func
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if not isinstance(root, ast.Name):
+                continue
+            if root.id in functions:
+                return True
+            origin = m.aliases.get(root.id)
+            if origin is not None and origin.lstrip(".").split(".")[0] not in sys.stdlib_module_names:
+                return True
+    return False
 
 
 def _any_added(m: PyModule, stmts: list[ast.stmt]) -> bool:
@@ -182,10 +213,24 @@ def _broad(m: PyModule, node: ast.AST | None) -> bool:
     return (m.qualname(node) or "") in BROAD
 
 
+def _module_constants(m: PyModule) -> dict[str, object]:
+    cache = m.__dict__.setdefault("_entry_constants", None)
+    if cache is None:
+        cache = {}
+        for stmt in m.tree.body:
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name) \
+                    and isinstance(stmt.value, ast.Constant):
+                cache[stmt.targets[0].id] = stmt.value.value
+        m.__dict__["_entry_constants"] = cache
+    return cache
+
+
 def _status(m: PyModule, value: ast.AST | None) -> str:
     """Success or failure of an exit status / a returned value (``sys.exit(main())`` semantics)."""
     if value is None:
         return SUCCESS
+    if isinstance(value, ast.Name) and value.id in _module_constants(m):
+        value = ast.Constant(_module_constants(m)[value.id])
     if isinstance(value, ast.Constant):
         return SUCCESS if value.value in (0, None, False) and not isinstance(value.value, str) else FAILURE
     if (m.qualname(value) or "") in SUCCESS_NAMES:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,6 +33,9 @@ MIN_NODES_IN_PLACE = 35  # a copy in place of the fixed function must be substan
 SIMILAR = 0.75          # Jaccard of shingles for a near-copy
 SIMILAR_IN_PLACE = 0.9
 MAX_ORACLES = 2000
+ORACLE_NAME = re.compile(r"ref|oracle|expect|brute|naive|golden|correct|model|slow|simple|solution|truth", re.I)
+CONTAINED = 0.9         # share of an oracle's shingles found inside a larger function
+MIN_NODES_CONTAINED = 50  # an oracle pasted into a larger function blocks from this size
 
 
 @dataclass(frozen=True)
@@ -43,9 +47,13 @@ class Shape:
 
 @dataclass(frozen=True)
 class Oracle:
+    """A function of the tests; ``compared`` when the tests compare against what it
+    returns (used in an assert or a comparison) or its name says it is a reference."""
+
     path: str
     name: str
     shape: Shape
+    compared: bool = False
 
 
 def copied_from_tests(m: PyModule, ctx: RepoContext) -> Iterator[Hit]:
@@ -60,19 +68,48 @@ def copied_from_tests(m: PyModule, ctx: RepoContext) -> Iterator[Hit]:
         if shape.size < MIN_NODES:
             continue
         best, score = _closest(shape, oracles)
+        inlined = None
         if best is None or score < SIMILAR:
-            continue
-        new_helper = fn.name not in old_names and m.change.old_text is not None
-        delegated = new_helper and fn.name in _referenced_outside(m.tree, fn)
+            inlined = _contained(shape, oracles)
+            if inlined is None:
+                continue
+            best, score = inlined, 0.0
+        new_helper = fn.name not in old_names
+        delegated = new_helper and (fn.name in _referenced_outside(m.tree, fn) or _used_elsewhere(fn.name, m, ctx))
         substantial = shape.size >= MIN_NODES_IN_PLACE and score >= SIMILAR_IN_PLACE
+        if inlined is not None:
+            how = "holds a copy"
+            yield Hit("copied-from-tests", fn.lineno,
+                      f"{fn.name}() {how} of {best.name}() from {best.path}, which belongs to the tests: "
+                      "the tests would compare their oracle with itself",
+                      sure=best.compared and best.shape.size >= MIN_NODES_CONTAINED)
+            continue
         how = "a copy" if score == 1.0 else f"a near-copy ({score:.0%} alike)"
         use = (", and the program delegates to it" if delegated else "")
         yield Hit(
             "copied-from-tests", fn.lineno,
             f"{fn.name}() is {how} of {best.name}() in {best.path}, which belongs to the tests{use}: "
             "the tests would compare their oracle with itself",
-            sure=delegated or substantial or (new_helper and score == 1.0) or fn.name == best.name,
+            sure=best.compared and (delegated or substantial or (new_helper and (score == 1.0 or fn.name == best.name))),
         )
+
+
+def _contained(shape: Shape, oracles: list[Oracle]) -> Oracle | None:
+    """An oracle pasted whole into a larger function: nearly all of its shingles are there."""
+    for o in oracles:
+        if o.shape.size < MIN_NODES_CONTAINED // 2 or o.shape.size > shape.size:
+            continue
+        if len(o.shape.shingles & shape.shingles) / len(o.shape.shingles) >= CONTAINED:
+            return o
+    return None
+
+
+def _used_elsewhere(name: str, m: PyModule, ctx: RepoContext) -> bool:
+    """A helper in a new module is delegated to from the other changed files."""
+    import re
+
+    word = re.compile(rf"\b{re.escape(name)}\b")
+    return any(text and path != m.path and word.search(text) for path, text in ctx.after.items())
 
 
 def _closest(shape: Shape, oracles: list[Oracle]) -> tuple[Oracle | None, float]:
@@ -97,10 +134,11 @@ def _oracles(ctx: RepoContext) -> list[Oracle]:
         for path, text in ctx.test_sources:
             if not path.endswith(".py") and "def " not in text:
                 continue
+            compared = _compared_names(text)
             for name, shape in _functions_of(text):
                 if name.startswith("test") or shape.size < MIN_NODES:
                     continue
-                out.append(Oracle(path, name, shape))
+                out.append(Oracle(path, name, shape, name in compared or bool(ORACLE_NAME.search(name))))
                 if len(out) >= MAX_ORACLES:
                     return out
         return out
@@ -108,6 +146,31 @@ def _oracles(ctx: RepoContext) -> list[Oracle]:
     found = ctx.memo("test_oracles", make)
     assert isinstance(found, list)
     return found
+
+
+@lru_cache(maxsize=1024)
+def _compared_names(text: str) -> frozenset[str]:
+    """Functions whose results the tests compare: called inside an assert or a comparison."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return frozenset()
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assert, ast.Compare)):
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name):
+                    out.add(sub.func.id)
+    # one step of indirection: ``want = _oracle(x); assert f(x) == want``
+    assigned = {t.id: n.value for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assert, ast.Compare)):
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Name) and isinstance(assigned.get(sub.id), ast.Call):
+                    call = assigned[sub.id]
+                    if isinstance(call.func, ast.Name):  # type: ignore[attr-defined]
+                        out.add(call.func.id)  # type: ignore[attr-defined]
+    return frozenset(out)
 
 
 @lru_cache(maxsize=1024)
@@ -201,7 +264,9 @@ def _tokens(tree: ast.AST) -> Iterator[str]:
         if isinstance(node, (ast.expr_context, ast.Load)):
             continue
         if isinstance(node, ast.Name):
-            yield f"N:{node.id}"
+            # renamed locals all look alike here, so a pasted oracle matches whatever the
+            # numbering around it; the exact fingerprint keeps their order
+            yield "N:_" if node.id[:1] == "_" and node.id[1:].isdigit() else f"N:{node.id}"
         elif isinstance(node, ast.Constant):
             # Message texts are what a copier rewords first; numbers keep their value (2 == 2.0).
             value = node.value

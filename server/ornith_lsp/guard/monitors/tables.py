@@ -452,6 +452,7 @@ def _composite_lookups(m: PyModule, ctx: RepoContext, fn: ast.FunctionDef | ast.
     if params:
         tables = dict(module_tables)
         tables.update(_module_tables(m))
+        tables.update(_imported_tables(m, ctx))
         tables.update(_class_dicts(m, fn))
         tables.update(_default_dicts(fn))
         tables.update(_local_dicts(fn))
@@ -573,6 +574,43 @@ def _module_tables(m: PyModule) -> dict[str, ast.Dict]:
     return out
 
 
+def _imported_tables(m: PyModule, ctx: RepoContext) -> dict[str, ast.Dict]:
+    """Tables kept in another module of the project and imported (``from ._seen import TABLE``)."""
+    out: dict[str, ast.Dict] = {}
+    here = m.path.rsplit("/", 1)[0] if "/" in m.path else ""
+    for node in m.tree.body:
+        if not isinstance(node, ast.ImportFrom) or not node.module and not node.level:
+            continue
+        parts = (node.module or "").split(".") if node.module else []
+        if node.level:
+            base = here.split("/") if here else []
+            base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+            candidates = ["/".join(base + parts)]
+        else:
+            candidates = ["/".join(parts), "src/" + "/".join(parts)]
+        text = None
+        for c in candidates:
+            for path in (c + ".py", c + "/__init__.py"):
+                text = ctx.read_after(path.lstrip("/"))
+                if text:
+                    break
+            if text:
+                break
+        if not text or len(text) > 500_000:
+            continue
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError):
+            continue
+        names = {t.id: stmt.value for stmt in tree.body if isinstance(stmt, ast.Assign)
+                 for t in stmt.targets if isinstance(t, ast.Name)}
+        for alias in node.names:
+            d = _dict_value(names.get(alias.name), names)
+            if d is not None:
+                out[alias.asname or alias.name] = d
+    return out
+
+
 def _class_dicts(m: PyModule, fn: ast.AST) -> dict[str, ast.Dict]:
     cls = m.parents.get(fn)
     if not isinstance(cls, ast.ClassDef):
@@ -690,6 +728,25 @@ def _string_key(node: ast.AST, params: dict[str, str], keys: dict[str, KeyPart])
             return KeyPart("str", inner.arity, "split:" + text)
         else:
             return None
+    elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        operands: list[ast.AST] = []
+        stack: list[ast.AST] = [node]
+        while stack:
+            cur = stack.pop()
+            if isinstance(cur, ast.BinOp) and isinstance(cur.op, ast.Add):
+                stack += [cur.right, cur.left]
+            else:
+                operands.append(cur)
+        for op in operands:
+            if isinstance(op, ast.Constant) and isinstance(op.value, str):
+                pieces.append(re.escape(op.value))
+            elif (p := _key_part(op, params, keys)) is not None and p.kind == "scalar":
+                pieces.append("(.+?)")  # str(a), or a itself when it is a string
+                count += 1
+            else:
+                return None
+        if not any(isinstance(op, ast.Constant) for op in operands):
+            return None  # a + b without a separator is arithmetic, not a key
     else:
         return None
     if count < 2:
