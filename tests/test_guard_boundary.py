@@ -100,14 +100,16 @@ def test_edit_refusals_tell_the_model_what_to_do(tmp_path):
 
 
 def test_new_test_files_are_allowed_by_default_but_never_infrastructure(tmp_path):
-    boundary = make(tmp_path, {"x.py": ""})
+    boundary = make(tmp_path, {"x.py": "", "tests/test_old.py": ""})
     assert boundary.allow_new_tests
     assert boundary.check_edit("tests/test_new.py", new_file=True) is None
-    assert boundary.check_edit("tests/__init__.py", new_file=True) is not None, "changes how modules are named"
-    assert boundary.check_edit("pytest.py", new_file=True) is not None, "shadows the runner"
     assert boundary.check_edit("tests/test_old.py", new_file=False) is not None
+    assert boundary.check_edit("tests/__init__.py", new_file=True) is not None, "changes how modules are named"
+    assert boundary.check_edit("tests/unit/__init__.py", new_file=True) is None, "a marker for a new folder"
+    assert boundary.check_edit("pytest.py", new_file=True) is not None, "shadows the runner"
+    assert boundary.check_edit("tests/pytest.ini", new_file=True) is not None, "configuration never"
     assert boundary.check_edit("tests/conftest.py", new_file=True) is not None, "infrastructure never"
-    assert boundary.check_edit("tests/data/new.json", new_file=True) is not None
+    assert boundary.check_edit("tests/data/extra.json", new_file=True) is None, "new data: its content is checked"
 
 
 def test_shared_config_files_protect_only_their_test_and_lint_sections(tmp_path):

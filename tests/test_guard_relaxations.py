@@ -60,6 +60,8 @@ def test_fixture(text):
     ("parametrize names as a tuple", '@pytest.mark.parametrize("raw,want", [', '@pytest.mark.parametrize(("raw", "want"), ['),
     ("annotations", "def helper(x: str) -> List[str]:\n", "def helper(x):\n"),
     ("module docstring", '"""Tests of the parser."""\n', '"""Tests of the parser, by example."""\n'),
+    ("a local renamed", "    parts = helper(text)\n", "    pieces = helper(text)\n"),
+    ("an ambiguous name renamed", "    result = parse(raw)\n    assert result == want\n", "    r = parse(raw)\n    assert r == want\n"),
     ("line wrapped", '[("a=1", {"a": "1"}), ("b=2", {"b": "2"})]', '[\n    ("a=1", {"a": "1"}),\n    ("b=2", {"b": "2"}),\n]'),
 ])
 def test_edits_that_cannot_change_a_test_pass(name, old, new):
@@ -76,6 +78,9 @@ def test_edits_that_cannot_change_a_test_pass(name, old, new):
     ("helper changed", '    return x.split("=")', '    return ["a", "1"]', "helper"),
     ("subject rebound", "from pkg.parse import parse\n", "from json import loads as parse\n", "parse"),
     ("builtin shadowed", "import os\n", "from pkg.fake import str\n", "str"),
+    ("a local renamed onto a global it uses", "    result = parse(raw)\n    assert result == want\n",
+     "    parse = parse(raw)\n    assert parse == want\n", "test_parse"),
+    ("a fixture argument renamed", "def test_fixture(text):\n    with", "def test_fixture(txt):\n    text = txt\n    with", "test_fixture"),
     ("test added", "def test_fixture(text):", "def test_new():\n    pass\n\n\ndef test_fixture(text):", "test_new"),
 ])
 def test_edits_that_change_a_test_are_named(name, old, new, said):
@@ -114,6 +119,7 @@ BASE = {"gcd.py": "def gcd(a, b):\n    return a\n",
     ("tests/test_x.py", "import sys\nsys.modules['gcd'] = None\n", "sys.modules['gcd']"),
     ("tests/sub/test_gcd.py", "def test_y():\n    pass\n", "same module name"),
     ("tests/__init__.py", "", "__init__"),
+    ("tests/unit/__init__.py", "import gcd\ngcd.gcd = max\n", "__init__"),
 ])
 def test_new_test_files_that_reach_into_the_suite(path, text, said):
     if said is None:
@@ -239,3 +245,12 @@ def test_the_agent_hands_the_guard_its_diagnostic_location_and_baseline():
     assert guard_task["kind"] == "diagnostic" and guard_task["path"] == "sub/tests/test_x.py"
     assert parse_task(guard_task)["tests"] == ["tests/test_x.py::test_a"]
     assert "tests" not in _guard_task(task, [])
+
+
+def test_new_test_data_and_package_markers():
+    assert new_test_problems("tests/unit/__init__.py", '"""Unit tests."""\n', list(BASE), BASE.get) == []
+    assert new_test_problems("tests/data/more.json", "[[8, 12, 4]]\n", list(BASE), BASE.get) == []
+    lister = dict(BASE, **{"tests/test_files.py": "from pathlib import Path\n\ndef test_all():\n"
+                                                  "    for p in Path('tests/data').glob('*.json'):\n        assert p.read_text()\n"})
+    problems = new_test_problems("tests/data/more.json", "[]\n", list(lister), lister.get)
+    assert problems and "tests/test_files.py lists folders" in problems[0]

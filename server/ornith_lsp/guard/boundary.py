@@ -253,13 +253,24 @@ class Boundary:
             and path.split("/")[-1] not in ("conftest.py", "__init__.py")))
 
     def is_new_test_allowed(self, relpath: str) -> bool:
-        """Only a new test module may be created, never a conftest or config: a
-        new test is inert in grading, infrastructure is not."""
+        """A new file of the test tree (a test module, a helper, its data, a package
+        marker for a new folder) may be created, never a conftest or configuration: a
+        new test is inert in grading, infrastructure is not.  Whether the file leaves
+        the existing suite alone is checked on its content (``testdiff.new_test_problems``)."""
         path = _normalise(relpath)
         if path is None or not self.allow_new_tests:
             return False
         found = self.protection(path)
-        return found is not None and found.kind == "test-file" and self.is_test_file(path)
+        if found is None or found.kind not in ("test-file", "test-data"):
+            return False
+        parts = path.split("/")
+        name = parts[-1]
+        if name in CONFIG_FILES or name in SECTIONED or name in STARTUP_HOOKS or name.endswith(".pth"):
+            return False
+        if name == "__init__.py":
+            # only for a folder that does not exist yet (it names nothing that exists)
+            return self.root is None or not (self.root / "/".join(parts[:-1])).exists()
+        return found.kind == "test-data" or self.is_test_file(path)
 
     def _test_pattern(self, path: str) -> str | None:
         name = path.rsplit("/", 1)[-1]

@@ -204,11 +204,12 @@ def _boundary_layer(review: Review, boundary: Boundary, read_base: Callable[[str
             if new_file and boundary.is_new_test_allowed(path):
                 problems = new_test_problems(path, review.after.get(path), base_files(), read_base, boundary.python_files)
                 if not problems:
-                    review.notes.append(f"{path} is a new test file: allowed, but it never counts toward verification "
+                    review.notes.append(f"{path} is new in the test tree: allowed, but it never counts toward verification "
                                         "(grading removes it before the pristine run)")
                     review.relaxed.append(path)
                     continue
-                relaxed = f"{path} is a new test file, allowed only while it leaves the existing suite alone, but " + "; ".join(problems[:4])
+                relaxed = (f"{path} is new in the test tree, which is allowed only while it leaves the existing suite alone, "
+                           "but " + "; ".join(problems[:4]))
             elif (boundary.is_finding_file(path) and patch.status == "modified" and path == patch.new_path
                   and review.apply_error is None):
                 reasons = behaviour_changes(read_base(path) or "", review.after.get(path) or "")
@@ -353,7 +354,9 @@ async def _collection_layer(verdict: Verdict, top: Path, review: Review, boundar
                       and boundary.protection(f) is not None and boundary.protection(f).kind == "test-file"
                       and boundary._test_pattern(f) is not None)
     existing += [p for p in relaxed if p in base_files and p not in existing]
-    added = [p for p in relaxed if p not in base_files]
+    added = [p for p in relaxed if p not in base_files and p.endswith(".py")]
+    if not existing and not added:
+        return
     with tempfile.TemporaryDirectory(prefix="ornith-guard-") as tmp:
         shadow = Path(tmp) / "shadow"
         materialise(top, review.after, shadow)

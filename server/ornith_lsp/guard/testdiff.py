@@ -211,19 +211,70 @@ def _strip_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
     return body
 
 
+class _Unannotate(ast.NodeTransformer):
+    """``x: T = v`` is ``x = v`` and a bare ``x: T`` does nothing a test can see."""
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST | None:
+        if node.value is None:
+            return ast.Pass()
+        return ast.copy_location(ast.Assign(targets=[node.target], value=node.value), node)  # type: ignore[call-overload]
+
+
 def _normalise(stmt: ast.stmt) -> ast.AST:
-    node = copy.deepcopy(stmt)
+    node = _Unannotate().visit(copy.deepcopy(stmt))
     for sub in ast.walk(node):
         if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
             sub.returns = None
             sub.body = _normalise_body(_strip_docstring(sub.body) or [ast.Pass()], sub)
             sub.decorator_list = [_normalise_decorator(d) for d in sub.decorator_list]
+            _rename_locals(sub)
         elif isinstance(sub, ast.ClassDef):
             sub.body = _strip_docstring(sub.body) or [ast.Pass()]
             sub.decorator_list = [_normalise_decorator(d) for d in sub.decorator_list]
         elif isinstance(sub, ast.arg):
             sub.annotation = None
     return node
+
+
+SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def _rename_locals(fn: FunctionNode) -> None:
+    """Alpha-rename the names that live in one scope of ``fn`` only (``l`` -> ``line`` is no
+    change to a test): each must be bound and used in a single scope, never an argument,
+    never declared global or nonlocal.  Skipped when the function reads its own namespace."""
+    names_read = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name)}
+    if names_read & {"locals", "vars", "eval", "exec", "dir"}:
+        return
+    parents: dict[ast.AST, ast.AST] = {}
+    for parent in ast.walk(fn):
+        for child in ast.iter_child_nodes(parent):
+            parents[child] = parent
+
+    def scope_of(node: ast.AST) -> ast.AST:
+        cur = parents.get(node)
+        while cur is not None and not isinstance(cur, SCOPES):
+            cur = parents.get(cur)
+        return cur if cur is not None else fn
+
+    excluded = {a.arg for a in ast.walk(fn) if isinstance(a, ast.arg)}
+    excluded |= {name for n in ast.walk(fn) if isinstance(n, (ast.Global, ast.Nonlocal)) for name in n.names}
+    excluded |= {n.name for n in ast.walk(fn) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    scopes: dict[str, set[int]] = {}
+    stored: set[str] = set()
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Name):
+            scopes.setdefault(node.id, set()).add(id(scope_of(node)))
+            if isinstance(node.ctx, (ast.Store, ast.Del)):
+                stored.add(node.id)
+    renamable = {n for n in stored - excluded if len(scopes.get(n, ())) == 1}
+    mapping: dict[str, str] = {}
+    stack: list[ast.AST] = [fn]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Name) and node.id in renamable:
+            node.id = mapping.setdefault(node.id, f"local#{len(mapping)}")
+        stack.extend(reversed(list(ast.iter_child_nodes(node))))
 
 
 def _normalise_body(body: list[ast.stmt], fn: FunctionNode) -> list[ast.stmt]:
@@ -238,10 +289,8 @@ def _normalise_body(body: list[ast.stmt], fn: FunctionNode) -> list[ast.stmt]:
             names = [(a.asname or a.name.split(".")[0]) for a in stmt.names]
             if not any(n in loaded for n in names):
                 continue
-        elif isinstance(stmt, ast.AnnAssign):
-            if stmt.value is None:
-                continue
-            stmt = ast.Assign(targets=[stmt.target], value=stmt.value, lineno=stmt.lineno)  # type: ignore[call-overload]
+        elif isinstance(stmt, ast.Pass) and len(body) > 1:
+            continue
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name) \
                 and stmt.targets[0].id not in loaded:
             stmt = ast.Expr(value=stmt.value)
@@ -252,8 +301,6 @@ def _normalise_body(body: list[ast.stmt], fn: FunctionNode) -> list[ast.stmt]:
                 node.optional_vars = None
             elif isinstance(node, ast.ExceptHandler) and node.name and node.name not in loaded:
                 node.name = None
-            elif isinstance(node, ast.AnnAssign):
-                node.annotation = ast.Constant(None)
             elif isinstance(node, (ast.If, ast.For, ast.While, ast.With, ast.AsyncFor, ast.AsyncWith, ast.Try)):
                 for field in ("body", "orelse", "finalbody"):
                     block = getattr(node, field, None)
@@ -303,12 +350,19 @@ def new_test_problems(
 ) -> list[str]:
     """Why a new test-tree file is not inert for the existing suite; empty when it is."""
     name = path.rsplit("/", 1)[-1]
+    files = list(base_files)
+    directory = posixpath.dirname(path)
+    new_directory = not any(f.startswith(directory + "/") for f in files) if directory else False
     if not name.endswith(".py"):
-        return ["it is not a Python test module; new test data could be picked up by the existing tests"]
+        enumerating = _tests_that_list_folders(files, read_base, python_files)
+        if enumerating:
+            return [f"it is new test data, and {enumerating[0]} lists folders, so the existing tests could pick it up"]
+        return []
     if name == "__init__.py":
+        if new_directory and not _has_code(text):
+            return []  # a package marker for a new folder of tests touches nothing that exists
         return ["a new __init__.py changes how pytest names and imports the test modules around it"]
     stem = name[:-3]
-    files = list(base_files)
     reasons = []
     top_level = {f.split("/")[0].removesuffix(".py") for f in files if f.endswith(".py") or "/" in f}
     for src in ("src/",):
@@ -318,7 +372,6 @@ def new_test_problems(
     imported = _modules_imported_by_tests(files, read_base, python_files)
     if stem in imported and stem not in top_level:
         reasons.append(f"its module name {stem!r} shadows a module the existing tests import")
-    directory = posixpath.dirname(path)
     if not any(f == posixpath.join(directory, "__init__.py") for f in files):
         same = [f for f in files if f.rsplit("/", 1)[-1] == name and f != path]
         if same:
@@ -331,6 +384,32 @@ def new_test_problems(
         return reasons + [f"it does not parse ({exc}), so collecting it errors and stops the test run"]
     reasons += _reaches_out(tree)
     return list(dict.fromkeys(reasons))
+
+
+def _has_code(text: str | None) -> bool:
+    try:
+        body = ast.parse(text or "").body
+    except (SyntaxError, ValueError):
+        return True
+    return bool(_strip_docstring(body))
+
+
+LISTING_CALLS = ("glob", "iglob", "rglob", "listdir", "scandir", "iterdir", "walk", "fnmatch.filter")
+
+
+def _tests_that_list_folders(files: list[str], read_base: Callable[[str], str | None],
+                             python_files: Iterable[str]) -> list[str]:
+    """Test modules and conftests that enumerate a folder (``glob``, ``listdir``, ``iterdir``...)."""
+    patterns = tuple(python_files) + ("conftest.py",)
+    out = []
+    for f in files[:2000]:
+        if not f.endswith(".py") or not (any(fnmatch.fnmatchcase(f.rsplit("/", 1)[-1], p) for p in patterns)
+                                         or "/tests/" in f"/{f}"):
+            continue
+        text = read_base(f) or ""
+        if any(f"{call}(" in text for call in LISTING_CALLS):
+            out.append(f)
+    return out
 
 
 def _modules_imported_by_tests(files: list[str], read_base: Callable[[str], str | None],
