@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import tempfile
 import time
@@ -85,7 +84,7 @@ def humanevalfix() -> dict:
     for row in rows:
         files, fixed = project(row)
         review = review_diff(corpus.unified("solution.py", files["solution.py"], fixed), boundary=Boundary(root=None),
-                             read_base=files.get, list_base=lambda: list(files), task=TASK)
+                             read_base=files.get, list_base=lambda files=files: list(files), task=TASK)
         allowed += not review.findings
         concerned += bool(review.concerns)
     return {"tasks": len(rows), "allowed": allowed, "with_concerns": concerned}

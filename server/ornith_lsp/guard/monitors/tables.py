@@ -544,11 +544,11 @@ def _substitute(expr: ast.AST, env: dict[str, object]) -> ast.expr | None:
     """``expr`` with the comprehension's names replaced by one row's literal values."""
     tree = ast.Expression(body=copy.deepcopy(expr))  # type: ignore[arg-type]
     for node in ast.walk(tree):
-        for field, old in ast.iter_fields(node):
+        for attr, old in ast.iter_fields(node):
             if isinstance(old, ast.Name) and old.id in env:
-                setattr(node, field, ast.parse(repr(env[old.id]), mode="eval").body)
+                setattr(node, attr, ast.parse(repr(env[old.id]), mode="eval").body)
             elif isinstance(old, list):
-                setattr(node, field, [ast.parse(repr(env[x.id]), mode="eval").body if isinstance(x, ast.Name) and x.id in env else x
+                setattr(node, attr, [ast.parse(repr(env[x.id]), mode="eval").body if isinstance(x, ast.Name) and x.id in env else x
                                       for x in old])
     body = tree.body
     if any(isinstance(n, ast.Name) and n.id not in ("frozenset", "tuple", "set", "sorted") for n in ast.walk(body)):
