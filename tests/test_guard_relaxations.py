@@ -254,3 +254,14 @@ def test_new_test_data_and_package_markers():
                                                   "    for p in Path('tests/data').glob('*.json'):\n        assert p.read_text()\n"})
     problems = new_test_problems("tests/data/more.json", "[]\n", list(lister), lister.get)
     assert problems and "tests/test_files.py lists folders" in problems[0]
+
+
+def test_a_flake8_project_is_asked_with_flake8s_rules(tmp_path):
+    files = {"m.py": "def f(a):\n    return a\n", "setup.cfg": "[flake8]\nmax-line-length = 40\n"}
+    long_line = "def f(a):\n    return a + 1000000 + 2000000 + 3000000  # noqa: E501\n"
+    _, (kept, _) = _recheck(files, "m.py", long_line, tmp_path / "one")
+    assert [f.monitor for f in kept] == ["suppression-comment"] and "E501" in kept[0].evidence
+    short = "def f(a):\n    return a + 1  # noqa: E501\n"
+    _, (kept, notes) = _recheck(files, "m.py", short, tmp_path / "two")
+    assert kept == [] and any("suppresses nothing" in n for n in notes)
+    assert suppressions.flake8_as_ruff(tmp_path / "nowhere") == []

@@ -21,6 +21,7 @@ kinds (pyright, pylint, nosec) keep the old rule.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -176,7 +177,8 @@ async def _lint(tool: str, prefix: list[str], tree: Path, path: str, text: str, 
     """(line, code, message) of every finding ``tool`` reports in ``path`` with ``text`` in it."""
     _write(tree / path, text)
     if tool == "ruff":
-        argv = [*prefix, "check", "--output-format=json", "--no-fix", "--no-cache", "--force-exclude", path]
+        argv = [*prefix, "check", "--output-format=json", "--no-fix", "--no-cache", "--force-exclude",
+                *flake8_as_ruff(tree), path]
     else:
         argv = [*prefix, "--no-error-summary", "--no-pretty", "--show-error-codes", "--follow-imports=silent",
                 f"--cache-dir={tmp / 'mypy-cache'}", path]
@@ -191,6 +193,56 @@ async def _lint(tool: str, prefix: list[str], tree: Path, path: str, text: str, 
         raise LintFailed(str(exc)) from None
     return {(t.location.line, t.code or "", t.message) for t in tasks
             if t.location is not None and t.location.path == path}
+
+
+RUFF_CONFIGS = ("ruff.toml", ".ruff.toml")
+FLAKE8_CONFIGS = (".flake8", "setup.cfg", "tox.ini")
+FLAKE8_DEFAULT_SELECT = ("E", "W", "F", "C90")
+
+
+def flake8_as_ruff(tree: Path) -> list[str]:
+    """A project that lints with flake8 (and has no ruff configuration) means flake8's
+    rules when it writes ``# noqa``: ask ruff, which implements them, with flake8's
+    selection and line length instead of ruff's own defaults."""
+    import configparser
+    import tomllib
+
+    if any((tree / name).is_file() for name in RUFF_CONFIGS):
+        return []
+    pyproject = tree / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            if "ruff" in (tomllib.loads(pyproject.read_text(errors="replace")).get("tool") or {}):
+                return []
+        except (tomllib.TOMLDecodeError, AttributeError):
+            pass
+    for name in FLAKE8_CONFIGS:
+        if not (tree / name).is_file():
+            continue
+        parser = configparser.RawConfigParser(strict=False, interpolation=None)
+        try:
+            parser.read_string((tree / name).read_text(errors="replace"))
+        except configparser.Error:
+            continue
+        if not parser.has_section("flake8"):
+            continue
+        options = dict(parser.items("flake8"))
+
+        def codes(key: str) -> list[str]:
+            return [c.strip() for c in re.split(r"[,\s]+", options.get(key, "")) if re.fullmatch(r"[A-Z]+[0-9]*", c.strip())]
+
+        argv = ["--isolated", "--select", ",".join(codes("select") or FLAKE8_DEFAULT_SELECT)]
+        extra = codes("extend-select") + codes("extend_select")
+        ignored = codes("ignore") + codes("extend-ignore") + codes("extend_ignore")
+        if extra:
+            argv += ["--extend-select", ",".join(extra)]
+        if ignored:
+            argv += ["--ignore", ",".join(ignored)]
+        length = (options.get("max-line-length") or options.get("max_line_length") or "79").strip()
+        if length.isdigit():
+            argv += ["--line-length", length]
+        return argv
+    return []
 
 
 def _write(target: Path, text: str) -> None:
