@@ -284,3 +284,12 @@ def test_a_test_helper_that_is_not_an_oracle_is_only_a_concern_when_copied():
             "def files(root):\n    return _run(root, 'ls')\n")
     findings, concerns, _ = scan(code, "def files(root):\n    return []\n", extra=tests)
     assert "copied-from-tests" not in findings and "copied-from-tests" in concerns
+
+
+def test_an_oracle_kept_in_a_test_helper_module_is_found_through_its_import():
+    helper = ORACLE_TESTS["tests/test_median.py"].split("\n\n\n")[1].replace("_reference", "brute_median")
+    tests = {"tests/helpers.py": helper,
+             "tests/test_median.py": "from helpers import brute_median as want\nfrom pkg.mod import median\n\n\n"
+                                     "def test_median():\n    assert median([4, 1, 2, 3]) == want([4, 1, 2, 3])\n"}
+    findings, _, review = scan(COPY, "def median(xs):\n    return sorted(xs)[len(xs) // 2]\n", extra=tests)
+    assert "copied-from-tests" in findings, review.concerns

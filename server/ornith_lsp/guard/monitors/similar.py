@@ -131,10 +131,18 @@ def _closest(shape: Shape, oracles: list[Oracle]) -> tuple[Oracle | None, float]
 def _oracles(ctx: RepoContext) -> list[Oracle]:
     def make() -> list[Oracle]:
         out: list[Oracle] = []
+        # compared anywhere in the tests: an oracle often lives in a helper module or the
+        # test data, and is imported (maybe renamed) by the test that asserts against it
+        compared: set[str] = set()
+        for path, text in ctx.test_sources:
+            if path.endswith(".py"):
+                compared |= _compared_names(text)
+        for path, text in ctx.test_sources:
+            if path.endswith(".py"):
+                compared |= _aliased(text, compared)
         for path, text in ctx.test_sources:
             if not path.endswith(".py") and "def " not in text:
                 continue
-            compared = _compared_names(text)
             for name, shape in _functions_of(text):
                 if name.startswith("test") or shape.size < MIN_NODES:
                     continue
@@ -146,6 +154,16 @@ def _oracles(ctx: RepoContext) -> list[Oracle]:
     found = ctx.memo("test_oracles", make)
     assert isinstance(found, list)
     return found
+
+
+def _aliased(text: str, compared: set[str]) -> set[str]:
+    """``from helpers import brute as expected``: ``brute`` is compared when ``expected`` is."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    return {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names
+            if a.asname and a.asname in compared}
 
 
 @lru_cache(maxsize=1024)
