@@ -182,6 +182,11 @@ def test_grading_compares_the_collected_ids(tmp_path):
     clash = corpus.make_diff(repo, [{"path": "tests/deeper/test_gcd.py", "content": "def test_other():\n    pass\n"}])
     verdict = asyncio.run(acheck_diff(repo, clash, {"kind": "test", "tests": ["tests/test_gcd.py::test_gcd"]}, timeout_s=60))
     assert not verdict.allowed
+    # statically harmless, but collecting it fails, which stops the user's whole run
+    broken = corpus.make_diff(repo, [{"path": "tests/test_broken.py", "content": "import no_such_module_here\n\n\ndef test_b():\n    pass\n"}])
+    verdict = asyncio.run(acheck_diff(repo, broken, {"kind": "test", "tests": ["tests/test_gcd.py::test_gcd"]}, timeout_s=60))
+    assert [(f.layer, f.monitor) for f in verdict.findings] == [("grading", "collection-changed")], verdict.findings
+    assert "tests/test_broken.py" in verdict.findings[0].evidence
 
 
 # -- suppressions, with the real linters ------------------------------------------------------------

@@ -356,7 +356,7 @@ async def _collection_layer(verdict: Verdict, top: Path, review: Review, boundar
     existing = sorted(f for f in base_files if f.endswith(".py") and posixpath.dirname(f) in dirs
                       and getattr(boundary.protection(f), "kind", None) == "test-file"
                       and boundary._test_pattern(f) is not None)
-    existing += [p for p in relaxed if p in base_files and p not in existing]
+    existing += [p for p in relaxed if p in base_files and p not in existing and boundary._test_pattern(p) is not None]
     added = [p for p in relaxed if p not in base_files and p.endswith(".py")]
     if not existing and not added:
         return

@@ -411,7 +411,7 @@ async def collect_ids(tree: Path, paths: list[str], *, timeout_s: float, python:
         return Collection(ok=False, reason="pytest could not collect: " + " | ".join(run.output.strip().splitlines()[-3:])[:300])
     for line in run.output.splitlines():
         line = line.strip()
-        match = re.match(r"^(?:ERROR collecting|_+ ERROR collecting|ERROR) (\S+?)(?: |$|_)", line)
+        match = re.match(r"^(?:_+ )?ERROR(?: collecting)? (\S+)", line)
         if match:
             out.errors.add(match.group(1).split("::")[0])
         elif "::" in line and " " not in line:
