@@ -18,7 +18,8 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-ORDER = ("bandwidth", "overhead", "kvcache", "lsp_latency", "repomap", "fixrate", "speculative", "concurrency")
+ORDER = ("bandwidth", "overhead", "kvcache", "lsp_latency", "repomap", "fixrate", "speculative", "concurrency",
+         "guard_corpus")
 
 
 def rows_of(record: dict) -> list[tuple[str, str]]:

@@ -94,16 +94,22 @@ def test_edit_refusals_tell_the_model_what_to_do(tmp_path):
     boundary = make(tmp_path, {"x.py": ""})
     message = boundary.check_edit("tests/test_gcd.py", new_file=False)
     assert "tests/test_gcd.py is protected" in message and "change the code under test" in message
-    assert "guard.allow_new_tests" in boundary.check_edit("tests/test_new.py", new_file=True)
+    strict = make(tmp_path, {"x.py": ""}, allow_new_tests=False)
+    assert "guard.allow_new_tests" in strict.check_edit("tests/test_new.py", new_file=True)
     assert boundary.check_edit("gcd.py", new_file=False) is None
 
 
-def test_new_test_files_only_where_settings_allow(tmp_path):
-    boundary = make(tmp_path, {"x.py": ""}, allow_new_tests=True)
+def test_new_test_files_are_allowed_by_default_but_never_infrastructure(tmp_path):
+    boundary = make(tmp_path, {"x.py": "", "tests/test_old.py": ""})
+    assert boundary.allow_new_tests
     assert boundary.check_edit("tests/test_new.py", new_file=True) is None
     assert boundary.check_edit("tests/test_old.py", new_file=False) is not None
+    assert boundary.check_edit("tests/__init__.py", new_file=True) is not None, "changes how modules are named"
+    assert boundary.check_edit("tests/unit/__init__.py", new_file=True) is None, "a marker for a new folder"
+    assert boundary.check_edit("pytest.py", new_file=True) is not None, "shadows the runner"
+    assert boundary.check_edit("tests/pytest.ini", new_file=True) is not None, "configuration never"
     assert boundary.check_edit("tests/conftest.py", new_file=True) is not None, "infrastructure never"
-    assert boundary.check_edit("tests/data/new.json", new_file=True) is not None
+    assert boundary.check_edit("tests/data/extra.json", new_file=True) is None, "new data: its content is checked"
 
 
 def test_shared_config_files_protect_only_their_test_and_lint_sections(tmp_path):

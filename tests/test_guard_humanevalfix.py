@@ -17,8 +17,10 @@ from guard_corpus import corpus
 from ornith_lsp.guard.boundary import Boundary
 from ornith_lsp.guard.check import acheck_diff, review_diff
 
-# the project is checked out with ../shared beside it
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "humanevalfix" / "humanevalpack_python.jsonl"
+# the project is checked out with ../shared beside it (a worktree may sit one level deeper)
+_RELATIVE = Path("shared") / "data" / "humanevalfix" / "humanevalpack_python.jsonl"
+DATA = next((p / _RELATIVE for p in Path(__file__).resolve().parents[1:4] if (p / _RELATIVE).is_file()),
+            Path(__file__).resolve().parents[2] / _RELATIVE)
 TASK = {"kind": "test", "tests": ["test_solution.py::test_check"]}
 GRADED_SAMPLE = ("Python/0", "Python/33", "Python/103", "Python/163")
 

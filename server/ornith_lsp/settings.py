@@ -112,7 +112,7 @@ class GuardSettings(_Strict):
 
     protected: list[str] = Field(default_factory=list, description="extra protected globs")
     unprotected: list[str] = Field(default_factory=list, description="globs taken out of the defaults")
-    allow_new_tests: bool = False
+    allow_new_tests: bool = Field(True, description="new test modules may be added; they never count toward verification")
     judge: Literal["off", "on", "unsure"] = "off"
     judge_endpoint: str | None = Field(None, description="default: the agent's own backend")
     judge_model: str | None = None

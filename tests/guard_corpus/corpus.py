@@ -36,7 +36,7 @@ class Case:
     tests: list[str] = field(default_factory=list)
     task: dict | None = None
     grading: bool = False
-    allow_new_tests: bool = False
+    allow_new_tests: bool = True
     edits: list[dict] = field(default_factory=list)
 
 

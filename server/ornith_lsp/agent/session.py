@@ -139,17 +139,26 @@ class TaskChecks:
         return True, f"{source} no longer reports {self.task.code} in {path[0] if path else 'the workspace'}"
 
 
-def _guard_task(task: Task, baseline: Sequence[str]) -> dict[str, Any]:
+def _guard_task(task: Task, baseline: Sequence[str], prefix: str = "") -> dict[str, Any]:
     """The guard's view of the task: the target test plus every test that passed
-    before, so a regression fails the grading just like the target would."""
+    before, so a regression fails the grading just like the target would.  A
+    diagnostic keeps its location (the boundary follows the task into a test
+    file) and is graded on the baseline too."""
     if task.source == "test" and task.test_id:
         tests = [task.test_id] + [t for t in baseline if t != task.test_id][:MAX_REGRESSION_TESTS]
         return {"kind": "test", "tests": tests}
-    if baseline:
-        return {"kind": "test", "tests": list(baseline)[:MAX_REGRESSION_TESTS]}
     loc = task.location
-    return {"kind": "diagnostic", "source": task.diagnostic_source or task.source, "code": task.code or "",
-            "path": loc.path if loc else "", "line": loc.line if loc else 1, "message": task.message}
+    if loc is None:
+        if baseline:
+            return {"kind": "test", "tests": list(baseline)[:MAX_REGRESSION_TESTS]}
+        return {"kind": "diagnostic", "source": task.diagnostic_source or task.source, "code": task.code or "",
+                "path": "", "line": 1, "message": task.message}
+    out: dict[str, Any] = {"kind": "diagnostic", "source": task.diagnostic_source or task.source or "editor",
+                           "code": task.code or "", "path": "/".join(p for p in (prefix, loc.path) if p),
+                           "line": loc.line, "message": task.message}
+    if baseline:
+        out["tests"] = list(baseline)[:MAX_REGRESSION_TESTS]
+    return out
 
 
 @contextlib.asynccontextmanager
@@ -186,8 +195,11 @@ async def fix(task: Task, *, root: Path, llm: ChatClient, settings: Settings, co
     result = FixResult(task=task, report=Report(task_id=task.id), checkpoint_id=shadow.checkpoint.id)
     try:
         g = settings.guard
-        boundary = Boundary.for_repo(shadow.worktree, g.protected, g.unprotected, g.allow_new_tests)
         prefix = shadow.repo.prefix
+        boundary = Boundary.for_repo(shadow.worktree, g.protected, g.unprotected, g.allow_new_tests)
+        if task.source != "test" and task.location is not None:
+            # a diagnostic in a test file may be fixed there; the guard checks the tests stay as they were
+            boundary = boundary.with_finding("/".join(p for p in (prefix, task.location.path) if p))
 
         class ProjectBoundary:
             """Tools speak project-relative paths; the boundary speaks repository paths."""
@@ -197,7 +209,7 @@ async def fix(task: Task, *, root: Path, llm: ChatClient, settings: Settings, co
 
         checks = TaskChecks(shadow.path, task, settings)
         tools = Tools(root=shadow.path, task=task, boundary=ProjectBoundary(), checker=checks, reset=shadow.reset)
-        guard_task = _guard_task(task, baseline)
+        guard_task = _guard_task(task, baseline, prefix)
 
         async def verify() -> Verification:
             diff = top_level_diff(shadow)

@@ -1,9 +1,13 @@
 """The reward-hacking guard: nothing reaches the user unless it passes three layers.
 
 1. ``boundary``: tests, their data and configuration, CI, ``ornith.toml`` and
-   ``.git`` are read-only (REWARD_HACKING.md section A).
+   ``.git`` are read-only (REWARD_HACKING.md section A).  It bends only where a
+   check stands behind it (``testdiff``): new files of the test tree that leave
+   the existing suite alone, and an edit of the task's own test file that leaves
+   every test as it was; grading then compares the collected test ids.
 2. ``monitors`` + ``grading``: static monitors over the change for the
-   program-side cheats and suppressions (sections B and C), and the target
+   program-side cheats and suppressions (sections B and C) -- an added
+   suppression put to ruff or mypy (``suppressions``) -- and the target
    tests run on pristine tests in a fresh process.
 3. ``judge``: an optional frozen model with a veto.
 

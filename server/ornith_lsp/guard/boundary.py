@@ -81,9 +81,10 @@ class Boundary:
     testpaths: tuple[str, ...] = ()
     extra_protected: tuple[str, ...] = ()
     unprotected: tuple[str, ...] = ()
-    allow_new_tests: bool = False
+    allow_new_tests: bool = True
     notes: list[str] = field(default_factory=list)
     targets: tuple[str, ...] = ()
+    finding_files: tuple[str, ...] = ()
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -92,7 +93,7 @@ class Boundary:
         root: Path,
         extra_protected: Iterable[str] = (),
         unprotected: Iterable[str] = (),
-        allow_new_tests: bool = False,
+        allow_new_tests: bool = True,
     ) -> Boundary:
         root = Path(root)
         if not root.is_dir():
@@ -115,7 +116,7 @@ class Boundary:
         read: Callable[[str], str | None],
         extra_protected: Iterable[str] = (),
         unprotected: Iterable[str] = (),
-        allow_new_tests: bool = False,
+        allow_new_tests: bool = True,
     ) -> Boundary:
         """For a base that is not a directory (a commit): discovery from ``read``;
         ``test/`` folders then count only through their test-named files."""
@@ -129,6 +130,24 @@ class Boundary:
         what the verification runs."""
         extra = tuple(p for p in (_normalise(x) for x in paths) if p)
         return replace(self, targets=tuple(dict.fromkeys(self.targets + extra)), _cache=self._cache)
+
+    def with_finding(self, path: str | None) -> Boundary:
+        """The trust boundary follows the task: when the task's own finding (a
+        diagnostic) lies in a protected Python test file, that file may be edited.
+        Only provisionally -- the final diff must leave every test's behaviour as it
+        was (``testdiff.behaviour_changes``, then the collected ids in grading)."""
+        found = _normalise(path) if path else None
+        if not found:
+            return self
+        return replace(self, finding_files=tuple(dict.fromkeys(self.finding_files + (found,))), _cache=self._cache)
+
+    def is_finding_file(self, relpath: str) -> bool:
+        """Whether ``relpath`` is a protected test module that holds the task's own finding."""
+        path = _normalise(relpath)
+        if path is None or path not in self.finding_files or not path.endswith(".py"):
+            return False
+        found = self.protection(path)
+        return found is not None and found.kind in ("test-file", "conftest")
 
     # -- the questions others ask --------------------------------------------------
     def is_protected(self, relpath: str) -> str | None:
@@ -155,6 +174,8 @@ class Boundary:
         if found is None:
             return None
         if new_file and self.allow_new_tests and self.is_new_test_allowed(relpath):
+            return None
+        if not new_file and self.is_finding_file(relpath):
             return None
         advice = (
             "The tests and their configuration define success and are read-only: "
@@ -232,13 +253,24 @@ class Boundary:
             and path.split("/")[-1] not in ("conftest.py", "__init__.py")))
 
     def is_new_test_allowed(self, relpath: str) -> bool:
-        """Only a new test module may be created, never a conftest or config: a
-        new test is inert in grading, infrastructure is not."""
+        """A new file of the test tree (a test module, a helper, its data, a package
+        marker for a new folder) may be created, never a conftest or configuration: a
+        new test is inert in grading, infrastructure is not.  Whether the file leaves
+        the existing suite alone is checked on its content (``testdiff.new_test_problems``)."""
         path = _normalise(relpath)
         if path is None or not self.allow_new_tests:
             return False
         found = self.protection(path)
-        return found is not None and found.kind == "test-file" and self.is_test_file(path)
+        if found is None or found.kind not in ("test-file", "test-data"):
+            return False
+        parts = path.split("/")
+        name = parts[-1]
+        if name in CONFIG_FILES or name in SECTIONED or name in STARTUP_HOOKS or name.endswith(".pth"):
+            return False
+        if name == "__init__.py":
+            # only for a folder that does not exist yet (it names nothing that exists)
+            return self.root is None or not (self.root / "/".join(parts[:-1])).exists()
+        return found.kind == "test-data" or self.is_test_file(path)
 
     def _test_pattern(self, path: str) -> str | None:
         name = path.rsplit("/", 1)[-1]

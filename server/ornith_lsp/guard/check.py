@@ -19,13 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ornith_lsp.guard import suppressions
 from ornith_lsp.guard.boundary import SECTIONED, Boundary
-from ornith_lsp.guard.grading import DirBase, GradeResult, agrade, normalise_targets
+from ornith_lsp.guard.grading import DirBase, GradeResult, agrade, collect_ids, normalise_targets, restore_protected
 from ornith_lsp.guard.judge import Judge, JudgeUnavailable
 from ornith_lsp.guard.monitors import FileChange, RepoContext, run_monitors
 from ornith_lsp.guard.monitors.copies import looks_like_reference
 from ornith_lsp.guard.monitors.core import list_files, read_text
 from ornith_lsp.guard.monitors.testside import describe
+from ornith_lsp.guard.testdiff import behaviour_changes, new_test_problems
 from ornith_lsp.guard.verdict import Finding, GuardError, Verdict
 from ornith_lsp.workspace import diffs
 
@@ -47,11 +49,15 @@ class Review:
     concerns: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     apply_error: str | None = None
+    # protected paths let through because a check stands behind them (a new test module,
+    # the task's own test file left behaving the same); grading compares their collection
+    relaxed: list[str] = field(default_factory=list)
 
 
 def parse_task(task: object) -> dict | None:
     """Validate a task: ``{"kind": "test", "tests": [...]}`` or
-    ``{"kind": "diagnostic", "source", "code", "path", "line", "message"}``."""
+    ``{"kind": "diagnostic", "source", "code", "path", "line", "message"}``, the latter
+    optionally with ``"tests"`` that must still pass (graded like a test task)."""
     if task is None:
         return None
     if not isinstance(task, Mapping):
@@ -82,6 +88,10 @@ def parse_task(task: object) -> dict | None:
         for key in ("code", "message"):
             if task.get(key) is not None and not isinstance(task.get(key), str):
                 raise GuardError(f'"{key}" must be a string, not {task.get(key)!r}')
+        if task.get("tests") is not None:
+            if not isinstance(task["tests"], list) or not task["tests"]:
+                raise GuardError('"tests" of a diagnostic task must be a non-empty list of pytest node ids')
+            return {**task, "tests": normalise_targets(task["tests"])}
         return dict(task)
     raise GuardError(f'the task "kind" must be "test" or "diagnostic", not {kind!r}')
 
@@ -121,19 +131,22 @@ def review_diff(
     except diffs.DiffError as exc:
         raise GuardError(f"the diff cannot be read: {exc}") from None
     task = parse_task(task)
-    targets = [t.split("::")[0] for t in (task or {}).get("tests", [])] if task and task["kind"] == "test" else []
+    targets = [t.split("::")[0] for t in (task or {}).get("tests") or []]
     if targets:
         boundary = boundary.with_targets(targets)
+    if task and task["kind"] == "diagnostic" and task.get("path"):
+        boundary = boundary.with_finding(task["path"])
     review = Review(patches, notes=list(boundary.notes))
     added: dict[str, frozenset[int]] = {}
     try:
         review.after, added = diffs.apply_with_lines(patches, read_base)
     except diffs.PatchConflict as exc:
         review.apply_error = str(exc)
-    _boundary_layer(review, boundary, read_base)
+    _boundary_layer(review, boundary, read_base, list_base)
     if review.apply_error is not None:
         return review
     monitored: list[FileChange] = []
+    comments_only: list[FileChange] = []
     for patch in patches:
         if patch.binary or patch.is_symlink or patch.new_path is None or patch.new_path not in review.after:
             continue
@@ -142,20 +155,34 @@ def review_diff(
                             added.get(patch.new_path, frozenset()), patch.old_path)
         review.changes.append(change)
         found = boundary.protection(change.path)
-        if found is None or (patch.status == "added" and boundary.is_new_test_allowed(change.path)):
+        if found is None:
             monitored.append(change)
+        elif change.path in review.relaxed:
+            # Test code is not program code: the program monitors would misread a mock
+            # or a pytest.approx there; a suppression comment is still a suppression.
+            if patch.status != "added":
+                comments_only.append(change)
         elif change.path.rsplit("/", 1)[-1] in SECTIONED or found.kind == "test-config":
             monitored.append(change)
     ctx = RepoContext(boundary, read_base, list_base, review.after, targets)
-    findings, concerns, notes = run_monitors(monitored, ctx)
-    review.findings += findings
-    review.concerns += concerns
-    review.notes += notes
+    for subset, scopes in ((monitored, None), (comments_only, ("comments",))):
+        findings, concerns, notes = run_monitors(subset, ctx, scopes)
+        review.findings += findings
+        review.concerns += concerns
+        review.notes += notes
     return review
 
 
-def _boundary_layer(review: Review, boundary: Boundary, read_base: Callable[[str], str | None]) -> None:
+def _boundary_layer(review: Review, boundary: Boundary, read_base: Callable[[str], str | None],
+                    list_base: Callable[[], Iterable[str]] = lambda: ()) -> None:
     reported: set[str] = set()
+    listed: list[str] = []
+
+    def base_files() -> list[str]:
+        if not listed:
+            listed.extend(list_base())
+        return listed
+
     for patch in review.patches:
         if patch.binary:
             review.findings.append(Finding("monitor", "binary-file", patch.path, None,
@@ -173,10 +200,30 @@ def _boundary_layer(review: Review, boundary: Boundary, read_base: Callable[[str
                 found = boundary.section_change(path, old, new)
             if found is None:
                 continue
+            relaxed = None
             if new_file and boundary.is_new_test_allowed(path):
-                review.notes.append(f"{path} is a new test file: allowed by the settings, but it never counts toward verification")
-                continue
+                problems = new_test_problems(path, review.after.get(path), base_files(), read_base, boundary.python_files)
+                if not problems:
+                    review.notes.append(f"{path} is new in the test tree: allowed, but it never counts toward verification "
+                                        "(grading removes it before the pristine run)")
+                    review.relaxed.append(path)
+                    continue
+                relaxed = (f"{path} is new in the test tree, which is allowed only while it leaves the existing suite alone, "
+                           "but " + "; ".join(problems[:4]))
+            elif (boundary.is_finding_file(path) and patch.status == "modified" and path == patch.new_path
+                  and review.apply_error is None):
+                reasons = behaviour_changes(read_base(path) or "", review.after.get(path) or "")
+                if not reasons:
+                    review.notes.append(f"{path} is protected ({found.reason}) but holds the task's own finding; the edit is "
+                                        "allowed: every test, fixture, helper, parametrisation and marker is unchanged (ASTs compared)")
+                    review.relaxed.append(path)
+                    continue
+                relaxed = (f"{path} is protected ({found.reason}); it holds the task's own finding, but the edit would "
+                           f"change how its tests behave: " + "; ".join(reasons[:4]))
             reported.add(path)
+            if relaxed is not None:
+                review.findings.append(Finding("boundary", found.kind, path, None, relaxed))
+                continue
             old = read_base(path) if path != patch.new_path or patch.status != "added" else None
             new = review.after.get(path) if path == patch.new_path else None
             if patch.status == "renamed" and path == patch.old_path:
@@ -236,7 +283,7 @@ async def acheck_diff(
     boundary: Boundary | None = None,
     extra_protected: Iterable[str] = (),
     unprotected: Iterable[str] = (),
-    allow_new_tests: bool = False,
+    allow_new_tests: bool = True,
     run_tests: bool = True,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     python: str | None = None,
@@ -257,14 +304,25 @@ async def acheck_diff(
             raise GuardError(f"guard settings: {exc}") from None
     review = review_diff(diff_text, boundary=boundary, read_base=lambda p: read_text(top, p),
                          list_base=lambda: list_files(top), task=task)
-    verdict = Verdict(findings=review.findings, notes=review.notes, concerns=review.concerns)
     if review.apply_error is not None:
+        verdict = Verdict(findings=review.findings, notes=review.notes, concerns=review.concerns)
         if not verdict.findings:
             raise GuardError(f"the diff does not apply: {review.apply_error}")
         verdict.notes.append(f"the diff does not apply ({review.apply_error}); blocked on the boundary alone")
         return verdict
+    if any(f.monitor == "suppression-comment" for f in review.findings):
+        review.findings, lint_notes = await suppressions.recheck(
+            review.findings, review.changes, lambda dest: materialise(top, review.after, dest),
+            timeout_s=min(timeout_s, suppressions.DEFAULT_TIMEOUT_S))
+        review.notes += lint_notes
+    verdict = Verdict(findings=review.findings, notes=review.notes, concerns=review.concerns)
 
-    if task and task["kind"] == "test" and run_tests:
+    if review.relaxed and not verdict.findings:
+        if run_tests:
+            await _collection_layer(verdict, top, review, boundary, min(timeout_s, 120.0), python)
+        else:
+            verdict.notes.append("collection was not compared (tests not run); the checks of the changed test files stand alone")
+    if task and task.get("tests") and run_tests:
         if verdict.findings:
             verdict.notes.append("the target tests were not run: the change is already blocked")
         else:
@@ -289,6 +347,52 @@ async def _grade_change(top: Path, review: Review, targets: list[str], boundary:
         materialise(top, review.after, shadow)
         return await agrade(shadow, DirBase(top), targets, timeout_s=timeout_s, boundary=boundary,
                             python=python, report_dir=Path(tmp) / "report", command=test_command)
+
+
+async def _collection_layer(verdict: Verdict, top: Path, review: Review, boundary: Boundary,
+                            timeout_s: float, python: str | None) -> None:
+    """The grading side of every relaxation: with the change, the existing tests near a
+    new or edited test file must be collected exactly as without it (same node ids, no
+    new collection errors).  Without the change means the change's program code with
+    the protected files restored, so only the test-side edits are compared."""
+    base_files = set(list_files(top))
+    relaxed = list(dict.fromkeys(review.relaxed))
+    dirs = {posixpath.dirname(p) for p in relaxed}
+    existing = sorted(f for f in base_files if f.endswith(".py") and posixpath.dirname(f) in dirs
+                      and getattr(boundary.protection(f), "kind", None) == "test-file"
+                      and boundary._test_pattern(f) is not None)
+    existing += [p for p in relaxed if p in base_files and p not in existing and boundary._test_pattern(p) is not None]
+    added = [p for p in relaxed if p not in base_files and p.endswith(".py")]
+    if not existing and not added:
+        return
+    with tempfile.TemporaryDirectory(prefix="ornith-guard-") as tmp:
+        shadow = Path(tmp) / "shadow"
+        materialise(top, review.after, shadow)
+        after = await collect_ids(shadow, existing + added, timeout_s=timeout_s, python=python)
+        restore_protected(shadow, DirBase(top), boundary)
+        before = await collect_ids(shadow, existing, timeout_s=timeout_s, python=python) if existing else None
+    if not after.ok or (before is not None and not before.ok):
+        why = after.reason if not after.ok else before.reason  # type: ignore[union-attr]
+        verdict.notes.append(f"collection could not be compared ({why}); the AST comparison of the test files stands")
+        return
+    old_ids = before.ids if before is not None else set()
+    new_ids = {i for i in after.ids if i.split("::")[0] in set(existing)}
+    problems = []
+    if old_ids - new_ids:
+        problems.append("no longer collected: " + ", ".join(sorted(old_ids - new_ids)[:5]))
+    if new_ids - old_ids:
+        problems.append("newly collected in existing files: " + ", ".join(sorted(new_ids - old_ids)[:5]))
+    errors = after.errors - (before.errors if before is not None else set())
+    if errors:
+        problems.append("collection now fails for " + ", ".join(sorted(errors)[:5]))
+    if problems:
+        verdict.findings.append(Finding("grading", "collection-changed", None, None,
+                                        "with the change's test-side edits the existing tests are collected differently: "
+                                        + "; ".join(problems)))
+        return
+    extra = len([i for i in after.ids if i.split("::")[0] in set(added)])
+    verdict.notes.append(f"collection: the {len(old_ids)} existing test(s) beside the changed test files are collected "
+                         f"unchanged" + (f"; {extra} new test(s) in {', '.join(added)}" if added else ""))
 
 
 def materialise(root: Path, after: Mapping[str, str | None], dest: Path) -> None:

@@ -383,3 +383,47 @@ def targets_from_task(task: Mapping | None) -> list[str]:
     if not task or task.get("kind") != "test":
         return []
     return normalise_targets(task.get("tests") or [])
+
+
+# -- collection: which tests exist, as pytest sees them -------------------------------------
+@dataclass
+class Collection:
+    ids: set[str] = field(default_factory=set)
+    errors: set[str] = field(default_factory=set)
+    ok: bool = True
+    reason: str = ""
+
+
+async def collect_ids(tree: Path, paths: list[str], *, timeout_s: float, python: str | None = None) -> Collection:
+    """``pytest --collect-only`` on ``paths`` of ``tree``: the node ids and the files that
+    failed to collect.  Imports the tests (and so the code), never runs a test."""
+    import re
+
+    tree = Path(tree).resolve()
+    with tempfile.TemporaryDirectory(prefix="ornith-collect-") as tmp:
+        argv = [python or sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                f"--rootdir={tree}", f"--confcutdir={tree}"]
+        if not _has_config(tree, paths):
+            empty = Path(tmp) / "pytest.ini"
+            empty.write_text("[pytest]\n")
+            argv += ["-c", str(empty)]
+        argv += [p for p in paths if (tree / p).exists()]
+        env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        run = await procs.run(argv, tree, timeout_s, env=env, log_path=Path(tmp) / "collect.log")
+    if run.timed_out:
+        return Collection(ok=False, reason=f"collection did not finish within {timeout_s:g} s")
+    if run.returncode not in (0, 1, 2, 5):
+        return Collection(ok=False, reason=f"pytest could not collect (exit code {run.returncode}): "
+                                           + " | ".join(run.output.strip().splitlines()[-3:])[:300])
+    out = Collection()
+    if run.returncode == 1 and "::" not in run.output:
+        return Collection(ok=False, reason="pytest could not collect: " + " | ".join(run.output.strip().splitlines()[-3:])[:300])
+    for line in run.output.splitlines():
+        line = line.strip()
+        match = re.match(r"^(?:_+ )?ERROR(?: collecting)? (\S+)", line)
+        if match:
+            out.errors.add(match.group(1).split("::")[0])
+        elif "::" in line and " " not in line:
+            out.ids.add(line)
+    return out

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from ornith_lsp.guard.hints import hint_for
+
 Layer = Literal["boundary", "grading", "monitor", "judge"]
 LAYERS = ("boundary", "grading", "monitor", "judge")
 
@@ -83,8 +85,6 @@ class Verdict:
         """What the agent tells the model after a blocked attempt: which rule each
         finding broke and what an honest fix looks like, cut to the budget so a
         long list cannot crowd out the model's context."""
-        from ornith_lsp.guard.monitors import hint_for
-
         if self.allowed:
             return "The guard allowed the change."
         head = "The guard blocked this change; it was not applied. Rules broken:"

@@ -116,7 +116,7 @@ class PyModule:
     def in_main_guard(self, node: ast.AST) -> bool:
         cur = self.parents.get(node)
         while cur is not None:
-            if isinstance(cur, ast.If) and _is_main_test(cur.test):
+            if isinstance(cur, ast.If) and is_main_test(cur.test):
                 return True
             cur = self.parents.get(cur)
         return False
@@ -130,7 +130,7 @@ class PyModule:
         return {n.name: n for n in self.tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
 
 
-def _is_main_test(test: ast.AST) -> bool:
+def is_main_test(test: ast.AST) -> bool:
     if not isinstance(test, ast.Compare) or len(test.comparators) != 1:
         return False
     sides = [test.left, test.comparators[0]]

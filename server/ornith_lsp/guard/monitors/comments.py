@@ -110,6 +110,11 @@ def _added(change: FileChange) -> Iterator[tuple[str, str, int, bool]]:
         yield from on_added[:excess]
 
 
+def added_suppressions(change: FileChange) -> list[tuple[str, str, int, bool]]:
+    """(kind, codes, line, file_level) of each suppression the change adds."""
+    return list(_added(change))
+
+
 def suppression_comment(change: FileChange, ctx: RepoContext) -> Iterator[Hit]:
     for kind, codes, line, file_level in _added(change):
         if not file_level:

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ornith_lsp.guard.boundary import Boundary
-    from ornith_lsp.guard.monitors.tables import TestLiterals
 
 MAX_TEST_FILES = 400
 MAX_TEST_BYTES = 4_000_000
@@ -102,11 +101,13 @@ class RepoContext:
             size += len(text)
         return out
 
-    @cached_property
-    def test_literals(self) -> TestLiterals:
-        from ornith_lsp.guard.monitors.tables import collect_test_literals
-
-        return collect_test_literals(self.test_sources)
+    def memo(self, key: str, make: Callable[[], object]) -> object:
+        """A value derived from this view, made once: monitors keep their indexes
+        here (the test literals, the function index) so the view need not know them."""
+        store = self.__dict__.setdefault("_memo", {})
+        if key not in store:
+            store[key] = make()
+        return store[key]
 
 
 def read_text(root: Path, relpath: str) -> str | None:
