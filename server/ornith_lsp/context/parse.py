@@ -26,7 +26,8 @@ from .languages import LanguageSpec
 
 MAX_BYTES = 1_000_000
 IGNORED_DIRS = frozenset(
-    {".git", ".venv", "node_modules", "__pycache__", ".tox", ".nox", "site-packages", "dist-packages"}
+    {".git", ".venv", "node_modules", "__pycache__", ".tox", ".nox", "site-packages", "dist-packages",
+     "target", "vendor"}
 )
 """Never the project's own code.  ``site-packages`` catches virtualenvs under
 any name, and the installed packages a Python tree carries beside its stdlib."""
