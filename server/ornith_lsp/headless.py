@@ -23,7 +23,7 @@ from ornith_lsp.agent.session import FixResult, fix
 from ornith_lsp.backends.runtime import Backend, BackendUnavailable, make_plan
 from ornith_lsp.guard.judge import Judge
 from ornith_lsp.llm.client import ChatClient
-from ornith_lsp.tasks import Task
+from ornith_lsp.tasks import Task, runners
 from ornith_lsp.tasks.linters import run_mypy, run_ruff
 from ornith_lsp.tasks.pytest_report import run_tests, tasks_from_results
 from ornith_lsp.workspace import Shadow, WorkspaceError, apply_to_tree, diffs
@@ -53,6 +53,8 @@ async def collect_tasks(root: Path, settings: settings_mod.Settings, diagnostics
                         progress: Progress) -> tuple[list[Task], list[str], list[str]]:
     """Failing tests and linter findings as tasks, plus the tests that pass now
     (the regression baseline) and notes for the report."""
+    if (other := await runners.collect(root, settings, diagnostics, progress.line)) is not None:
+        return other  # a JavaScript/TypeScript, Go or Rust project
     notes: list[str] = []
     progress.line("running the tests ...")
     run = await run_tests(root, settings.agent.test_command, timeout_s=settings.agent.test_timeout_s)
@@ -133,7 +135,7 @@ async def run_fix(args: argparse.Namespace, settings: settings_mod.Settings) -> 
     diagnostics = [d for d in (args.diagnostics or "").split(",") if d]
     try:
         tasks, baseline, notes = await collect_tasks(root, settings, diagnostics, progress)
-    except (WorkspaceError, OSError) as exc:
+    except (WorkspaceError, OSError, runners.TestsCannotRun) as exc:
         print(f"ornith-lsp fix: {exc}", file=sys.stderr)
         return 2
     tasks = tasks[: args.max_tasks]
@@ -248,7 +250,7 @@ def add_parser(sub: Any, add_setting_flags: Any) -> None:
     p = sub.add_parser("fix", help="fix failing tests (and linter findings) headless, for CI")
     p.add_argument("path", nargs="?", default=".", help="the project folder (inside a git repository)")
     p.add_argument("--tests", help='test command (default: "python -m pytest")')
-    p.add_argument("--diagnostics", help="also fix findings of: ruff,mypy")
+    p.add_argument("--diagnostics", help="also fix findings of: ruff,mypy (Python); eslint,tsc,govet,clippy")
     p.add_argument("--max-tasks", type=int, default=10)
     p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
     p.add_argument("--apply", action="store_true", help="write verified fixes to the working tree")

@@ -81,6 +81,10 @@ class AgentSettings(_Strict):
     max_output_tokens: int = Field(512, ge=64, le=32768, description="per model call")
     test_command: list[str] | None = Field(None, description="default: python -m pytest")
     test_timeout_s: float = Field(120.0, gt=0, description="a whole test run; one test past a third of it fails as hung")
+    language: Literal["auto", "python", "javascript", "go", "rust"] = Field(
+        "auto", description="whose tests to run; auto: Cargo.toml, go.mod, package.json, else Python")
+    test_commands: dict[Literal["javascript", "go", "rust"], list[str]] = Field(
+        default_factory=dict, description='per language, e.g. {"go": ["go", "test", "-tags", "unit"]}')
     temperature: float = Field(0.2, ge=0, le=2)
 
 

@@ -13,7 +13,7 @@ import ast
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ornith_lsp.guard.monitors import comments, config, copies, program, tables
+from ornith_lsp.guard.monitors import comments, config, copies, polyglot, program, tables
 from ornith_lsp.guard.monitors._ast import PyModule
 from ornith_lsp.guard.monitors.commands import check_command
 from ornith_lsp.guard.monitors.core import FileChange, Hit, RepoContext
@@ -86,7 +86,7 @@ EXTRA_HINTS = {
 
 
 def hint_for(monitor: str) -> str:
-    for m in MONITORS:
+    for m in (*MONITORS, *polyglot.MONITORS):
         if m.name == monitor:
             return m.hint
     if monitor in BOUNDARY_KINDS:
@@ -99,7 +99,7 @@ def hint_for(monitor: str) -> str:
 
 
 def patterns_of(monitor: str) -> tuple[int, ...]:
-    found = tuple(p for m in MONITORS if m.name == monitor for p in m.patterns)
+    found = tuple(p for m in (*MONITORS, *polyglot.MONITORS) if m.name == monitor for p in m.patterns)
     return found or BOUNDARY_KINDS.get(monitor, ((), ""))[0]
 
 
@@ -128,6 +128,10 @@ def run_monitors(changes: Iterable[FileChange], ctx: RepoContext) -> tuple[list[
                     _run(monitor, module, ctx, change, emit)
                 elif monitor.scope == "comments":
                     _run(monitor, change, ctx, change, emit)
+        elif polyglot.handles(change):
+            source = polyglot.Source(change)
+            for monitor in polyglot.MONITORS:
+                _run(monitor, source, ctx, change, emit)
         if config.config_files(change):
             for monitor in MONITORS:
                 if monitor.scope == "config":
