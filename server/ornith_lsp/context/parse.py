@@ -70,7 +70,8 @@ def extract(spec: LanguageSpec, path: str, text: str) -> FileTags:
     best: dict[int, tuple[int, str, Node, Node]] = {}
     for pattern, captures in QueryCursor(spec.tags).matches(tree.root_node):
         names = captures.get("name")
-        tags = [(capture, nodes[0]) for capture, nodes in captures.items() if capture != "name"]
+        tags = [(capture, nodes[0]) for capture, nodes in captures.items()
+                if capture != "name" and not capture.startswith("_")]  # @_x: helper captures for predicates
         if names and tags:
             key = names[0].start_byte
             if key not in best or pattern < best[key][0]:

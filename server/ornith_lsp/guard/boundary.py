@@ -194,7 +194,7 @@ class Boundary:
             return Protection("test-file", f"test file (pytest {pattern})")
         folder = self._test_folder(parts)
         if folder:
-            kind = "test-file" if name.endswith(".py") else "test-data"
+            kind = "test-file" if name.endswith((".py", *ecosystems.TEST_CODE_SUFFIXES)) else "test-data"
             what = "test code" if kind == "test-file" else "test data"
             return Protection(kind, f"{what} under the test folder '{folder}/'")
         if name in CONFIG_FILES:

@@ -28,6 +28,12 @@
 
 (program (export_statement (lexical_declaration (variable_declarator name: (identifier) @name) @definition.constant)))
 
+; A test (it/test/describe with a callback) is a function named by its title.
+(call_expression
+  function: [(identifier) @_runner (member_expression object: (identifier) @_runner)]
+  arguments: (arguments . (string (string_fragment) @name) . [(arrow_function) (function_expression)])
+  (#match? @_runner "^(it|test|describe|suite|context|bench)$")) @definition.function
+
 (call_expression
   function: [
     (identifier) @name

@@ -1,0 +1,213 @@
+"""Failing tests of JavaScript, Go and Rust projects become tasks, read from
+the REAL runners' machine-readable reports (node --test through our
+reporter, go test -json, cargo test's JSON messages and libtest's lines), and
+a runner that cannot run says so instead of reporting "0 tasks"."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ornith_lsp.tasks import node_tests, runners
+from ornith_lsp.tasks.project import tasks_from_cases
+
+from agent_repos import make_repo
+from polyglot_repos import GO_CALC, JS_CALC, RUST_CALC
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(root: Path, language: str, **kw):
+    return asyncio.run(runners.run_project_tests(root, language, timeout_s=300, **kw))
+
+
+def by_id(project_run):
+    return {r.node_id: r for r in project_run.results}
+
+
+def line_of(root: Path, path: str, needle: str) -> int:
+    lines = (root / path).read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if needle in line)
+
+
+@pytest.fixture(scope="module")
+def cargo_target(tmp_path_factory):
+    target = tmp_path_factory.mktemp("cargo-target")
+    old = os.environ.get("CARGO_TARGET_DIR")
+    os.environ["CARGO_TARGET_DIR"] = str(target)
+    yield target
+    if old is None:
+        os.environ.pop("CARGO_TARGET_DIR", None)
+    else:
+        os.environ["CARGO_TARGET_DIR"] = old
+
+
+# -- JavaScript ------------------------------------------------------------------------------
+JS_MORE = {**JS_CALC, "test/more.test.js": (
+    "const test = require('node:test');\nconst assert = require('node:assert');\n"
+    "const { half } = require('../calc');\n\ntest('halves zero', () => {\n  assert.strictEqual(half(0), 0);\n});\n"
+    "test.skip('later', () => {});\n")}
+
+
+def test_node_test_failures_are_located_at_the_assertion_and_the_code(tmp_path):
+    repo = make_repo(tmp_path / "js", JS_MORE)
+    result = run(repo, "javascript")
+    assert result.report_found and not result.note, result.output
+    cases = by_id(result)
+    assert {k: v.outcome for k, v in cases.items()} == {
+        "test/calc.test.js::calc::adds": "failed", "test/calc.test.js::calc::multiplies": "passed",
+        "test/calc.test.js::calc::halves": "passed", "test/more.test.js::halves zero": "failed",
+        "test/more.test.js::later": "skipped"}
+    adds = cases["test/calc.test.js::calc::adds"]
+    assert "-2 !== 42" in adds.message
+    assert (adds.test_location.path, adds.test_location.line) == ("test/calc.test.js", line_of(repo, "test/calc.test.js", "add(20, 22)"))
+    zero = cases["test/more.test.js::halves zero"]
+    assert (zero.location.path, zero.location.line) == ("calc.js", line_of(repo, "calc.js", "throw new Error"))
+    assert zero.test_location.path == "test/more.test.js"
+    tasks = tasks_from_cases(result.results)
+    assert [t.location.path for t in tasks] == ["test/calc.test.js", "calc.js"]
+
+
+def test_package_json_without_a_test_script_is_a_clear_note_and_exit_2(tmp_path):
+    repo = make_repo(tmp_path / "js", {**JS_CALC, "package.json": '{"name": "calc", "scripts": {"build": "tsc"}}\n'})
+    result = run(repo, "javascript")
+    assert result.could_not_run and 'no "test" script' in result.note
+    res = subprocess.run([sys.executable, "-m", "ornith_lsp", "fix", str(repo)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert 'no "test" script' in res.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("runner", ["jest", "vitest"])
+def test_jest_or_vitest_without_node_modules_says_to_install(tmp_path, runner):
+    repo = make_repo(tmp_path / "js", {**JS_CALC, "package.json": f'{{"scripts": {{"test": "{runner} --coverage"}}}}\n'})
+    result = run(repo, "javascript")
+    assert result.could_not_run
+    assert "node_modules is missing" in result.note and "npm install" in result.note
+
+
+def test_an_unexpected_report_version_is_refused(tmp_path, monkeypatch):
+    """A reporter speaking another version (as a future node or reporter may)
+    is not read as an empty, passing run."""
+    repo = make_repo(tmp_path / "js", JS_CALC)
+    other = tmp_path / "reporter-v2.mjs"
+    other.write_text(node_tests.REPORTER.read_text().replace("version: 1,", "version: 2,"))
+    monkeypatch.setattr(node_tests, "REPORTER", other)
+    result = run(repo, "javascript")
+    assert result.could_not_run and "version 1" in result.note and not result.results
+
+
+def test_jest_json_with_an_unknown_shape_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="testResults"):
+        node_tests.parse_jest_json('{"version": 2, "files": []}', tmp_path)
+
+
+# -- Go ------------------------------------------------------------------------------------------
+GO_PANIC = {**GO_CALC, "calc/div.go": "package calc\n\nfunc Div(a, b int) int {\n\treturn a / b\n}\n",
+            "calc/div_test.go": "package calc\n\nimport \"testing\"\n\nfunc TestDivZero(t *testing.T) {\n"
+                                "\tzero := 0\n\tif Div(1, zero) != 0 {\n\t\tt.Fatal(\"want 0\")\n\t}\n}\n"}
+
+
+def test_go_test_failures_and_a_panic_are_located(tmp_path):
+    repo = make_repo(tmp_path / "go", GO_CALC)
+    result = run(repo, "go")
+    assert result.report_found and not result.build_tasks, result.output
+    cases = by_id(result)
+    assert {k: v.outcome for k, v in cases.items()} == {"calc/calc_test.go::TestAdd": "failed",
+                                                         "calc/calc_test.go::TestMul": "passed"}
+    add = cases["calc/calc_test.go::TestAdd"]
+    assert add.message == "Add(20, 22) = -2, want 42"
+    assert (add.test_location.path, add.test_location.line) == ("calc/calc_test.go", line_of(repo, "calc/calc_test.go", "t.Errorf(\"Add"))
+
+    repo = make_repo(tmp_path / "go-panic", GO_PANIC)
+    panic = by_id(run(repo, "go"))["calc/div_test.go::TestDivZero"]
+    assert panic.outcome == "failed" and "divide by zero" in panic.message
+    assert (panic.location.path, panic.location.line) == ("calc/div.go", 4)
+    assert panic.test_location.path == "calc/div_test.go"
+
+
+def test_a_go_build_failure_is_a_task_at_the_compiler_location(tmp_path):
+    broken = {**GO_CALC, "calc/calc.go": GO_CALC["calc/calc.go"].replace("return a - b", "return a - c")}
+    repo = make_repo(tmp_path / "go", broken)
+    result = run(repo, "go")
+    assert not result.report_found and not result.could_not_run
+    [task] = result.build_tasks
+    assert (task.location.path, task.location.line) == ("calc/calc.go", 5)
+    assert "undefined: c" in task.message and task.diagnostic_source == "go build"
+
+
+def test_no_go_toolchain_is_a_note_and_collect_refuses(tmp_path, monkeypatch):
+    repo = make_repo(tmp_path / "go", GO_CALC)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    result = run(repo, "go")
+    assert result.could_not_run and "go is not installed" in result.note
+
+    from ornith_lsp import settings as settings_mod
+
+    with pytest.raises(runners.TestsCannotRun, match="go is not installed"):
+        asyncio.run(runners.collect(repo, settings_mod.load(None, environ={}), [], lambda _: None))
+
+
+# -- Rust ----------------------------------------------------------------------------------------
+RUST_PANIC = {**RUST_CALC, "src/lib.rs": RUST_CALC["src/lib.rs"].replace(
+    "pub fn mul(a: i32, b: i32) -> i32 {\n    a * b\n}\n",
+    "pub fn mul(a: i32, b: i32) -> i32 {\n    a * b\n}\n\npub fn first(v: &[i32]) -> i32 {\n    v[0]\n}\n").replace(
+    "    #[test]\n    fn multiplies()", "    #[test]\n    fn firsts() {\n        assert_eq!(first(&[]), 0);\n    }\n\n"
+    "    #[test]\n    #[ignore]\n    fn later() {}\n\n    #[test]\n    fn multiplies()")}
+
+
+def test_cargo_test_failures_are_located_at_the_panic_and_the_code(tmp_path, cargo_target):
+    repo = make_repo(tmp_path / "rs", RUST_PANIC)
+    result = run(repo, "rust")
+    assert result.report_found and not result.build_tasks, result.output
+    cases = by_id(result)
+    assert {k: v.outcome for k, v in cases.items()} == {
+        "src/lib.rs::tests::adds": "failed", "src/lib.rs::tests::firsts": "failed",
+        "src/lib.rs::tests::later": "skipped", "src/lib.rs::tests::multiplies": "passed",
+        "tests/api.rs::mul_is_public": "passed"}
+    adds = cases["src/lib.rs::tests::adds"]
+    assert "left == right" in adds.message and "right: 42" in adds.message
+    assert (adds.test_location.path, adds.test_location.line) == ("src/lib.rs", line_of(repo, "src/lib.rs", "add(20, 22)"))
+    firsts = cases["src/lib.rs::tests::firsts"]
+    assert "index out of bounds" in firsts.message
+    assert (firsts.location.path, firsts.location.line) == ("src/lib.rs", line_of(repo, "src/lib.rs", "v[0]"))
+    assert firsts.test_location.line == line_of(repo, "src/lib.rs", "first(&[])")
+    assert not (repo / "Cargo.lock").exists() and not (repo / "target").exists()
+
+
+def test_a_cargo_build_failure_is_a_task_at_the_compiler_location(tmp_path, cargo_target):
+    broken = {**RUST_CALC, "src/lib.rs": RUST_CALC["src/lib.rs"].replace("    a - b\n", "    a - \"b\"\n")}
+    repo = make_repo(tmp_path / "rs", broken)
+    result = run(repo, "rust")
+    assert not result.report_found and not result.could_not_run and not result.results
+    task = result.build_tasks[0]
+    assert (task.location.path, task.location.line) == ("src/lib.rs", 2)
+    assert task.diagnostic_source == "cargo build" and task.code == "E0277"
+
+
+def test_a_test_binary_that_exits_mid_run_is_an_error_not_a_pass(tmp_path, cargo_target):
+    exits = {**RUST_CALC, "src/lib.rs": RUST_CALC["src/lib.rs"].replace("    a - b\n", "    std::process::exit(0)\n")}
+    repo = make_repo(tmp_path / "rs", exits)
+    result = run(repo, "rust")
+    outcomes = {r.node_id: r.outcome for r in result.results}
+    assert outcomes.get("src/lib.rs::(test binary)") == "error"
+    assert "src/lib.rs::tests::adds" not in outcomes or outcomes["src/lib.rs::tests::adds"] != "passed"
+
+
+# -- detection ---------------------------------------------------------------------------------
+def test_detection_and_test_ids(tmp_path):
+    for files, language in ((JS_CALC, "javascript"), (GO_CALC, "go"), (RUST_CALC, "rust"),
+                            ({**JS_CALC, "pyproject.toml": "[project]\nname='x'\n"}, "python")):
+        root = tmp_path / language
+        make_repo(root, files, commit=False)
+        assert runners.detect(root) == language
+    assert runners.detect(tmp_path / "python", "go") == "go"
+    assert runners.language_of_id("src/lib.rs::tests::adds") == "rust"
+    assert runners.language_of_id("calc/calc_test.go::TestAdd/sub") == "go"
+    assert runners.language_of_id("test/a.test.tsx::x") == "javascript"
+    assert runners.language_of_id("tests/test_x.py::test_y") == "python"
