@@ -121,3 +121,21 @@ def test_clippy_findings_are_tasks(tmp_path, monkeypatch):
     found = {(t.code, t.location.path, t.location.line) for t in clippy.tasks}
     assert ("clippy::needless_return", "src/lib.rs", 3) in found, found
     assert not (repo / "Cargo.lock").exists()
+
+
+def test_a_jest_fix_end_to_end_finds_node_modules_from_the_shadow(tmp_path, node_modules):
+    """The shadow and the grader's copy are trees without ``node_modules``; jest
+    is still found in the user's checkout and the fix is verified (the model
+    is the ScriptedPolicyServer TEST DOUBLE)."""
+    from policy_double import ScriptedPolicyServer
+    from polyglot_repos import fixing
+    from test_headless import fix
+
+    repo = project(tmp_path / "jest", {**JEST, "__tests__/calc.test.js": JEST["__tests__/calc.test.js"].replace(
+        "  it('halves zero', () => {\n    expect(half(0)).toBe(0);\n  });\n", "")}, node_modules)
+    with ScriptedPolicyServer(fixing("calc.js", "return a - b;", "return a + b;")) as policy:
+        res = fix(repo, "--format", "json", endpoint=policy.url, timeout=600)
+    assert res.returncode == 0, (res.stdout, res.stderr)
+    task = json.loads(res.stdout)["tasks"][0]
+    assert (task["target"], task["status"]) == ("__tests__/calc.test.js::calc::adds", "fixed")
+    assert "on pristine tests" in json.dumps(task["verification"])
