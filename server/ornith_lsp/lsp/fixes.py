@@ -21,8 +21,9 @@ from pygls.uris import from_fs_path, to_fs_path
 
 from ornith_lsp.agent.session import FixResult, fix
 from ornith_lsp.backends.runtime import BackendUnavailable
-from ornith_lsp.tasks import Task
+from ornith_lsp.tasks import Task, runners
 from ornith_lsp.tasks.diagnostics import from_lsp_diagnostic, relative_path
+from ornith_lsp.tasks.project import tasks_from_cases
 from ornith_lsp.tasks.pytest_report import run_tests, tasks_from_results
 from ornith_lsp.workspace import PatchError, Shadow, WorkspaceError, diff_to_workspace_edit, diffs, rollback
 
@@ -237,17 +238,24 @@ async def run_tests_command(ls: OrnithServer) -> dict[str, Any]:
     if ls.root is None:
         raise ValueError("the workspace has no root folder")
     texts, _ = _open_documents(ls)
+    agent = ls.settings.agent
     async with await Shadow.create(ls.root, texts, label="tests") as shadow:
-        run = await run_tests(shadow.path, ls.settings.agent.test_command, timeout_s=ls.settings.agent.test_timeout_s)
+        if (language := runners.detect(shadow.path, agent.language)) != "python":
+            run = await runners.run_project_tests(shadow.path, language, timeout_s=agent.test_timeout_s,
+                                                  command=agent.test_commands.get(language))
+            tasks = run.build_tasks + tasks_from_cases(run.results)
+        else:
+            run = await run_tests(shadow.path, agent.test_command, timeout_s=agent.test_timeout_s)
+            tasks = tasks_from_results(run.results)
     ls.baseline = [r.node_id for r in run.results if r.outcome == "passed"]
-    tasks = tasks_from_results(run.results)
     by_uri: dict[str, list[Task]] = {}
     for task in tasks:
         path = task.location.path if task.location else (task.test_id or "").split("::")[0]
         by_uri.setdefault(from_fs_path(str(ls.root / path)), []).append(task)
     for uri in set(ls.fixes.test_tasks) | set(by_uri):
         diags = [types.Diagnostic(
-            range=_line_range(t.location.line if t.location else 1), message=f"{t.test_id}: {t.message}",
+            range=_line_range(t.location.line if t.location else 1),
+            message=f"{t.test_id}: {t.message}" if t.test_id else t.message,
             severity=types.DiagnosticSeverity.Error, source=TEST_SOURCE, data={"taskId": t.id})
             for t in by_uri.get(uri, [])]
         ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=diags))
