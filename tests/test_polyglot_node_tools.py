@@ -123,19 +123,28 @@ def test_clippy_findings_are_tasks(tmp_path, monkeypatch):
     assert not (repo / "Cargo.lock").exists()
 
 
-def test_a_jest_fix_end_to_end_finds_node_modules_from_the_shadow(tmp_path, node_modules):
-    """The shadow and the grader's copy are trees without ``node_modules``; jest
-    is still found in the user's checkout and the fix is verified (the model
-    is the ScriptedPolicyServer TEST DOUBLE)."""
+JEST_ONE = {**JEST, "__tests__/calc.test.js": JEST["__tests__/calc.test.js"].replace(
+    "  it('halves zero', () => {\n    expect(half(0)).toBe(0);\n  });\n", "")}
+
+
+@pytest.mark.parametrize("files, path, target", [
+    (JEST_ONE, "calc.js", "__tests__/calc.test.js::calc::adds"),
+    (VITEST, "src/calc.ts", "src/calc.test.ts::calc::adds"),
+], ids=["jest", "vitest"])
+def test_a_fix_end_to_end_finds_node_modules_from_the_shadow(tmp_path, node_modules, files, path, target):
+    """The shadow and the grader's copy are trees without ``node_modules``; the
+    runner and the packages the tests import (vitest's ESM ``import 'vitest'``)
+    still resolve from the user's checkout, the fix is verified (the model is
+    the ScriptedPolicyServer TEST DOUBLE) and no link is left behind."""
     from policy_double import ScriptedPolicyServer
     from polyglot_repos import fixing
     from test_headless import fix
 
-    repo = project(tmp_path / "jest", {**JEST, "__tests__/calc.test.js": JEST["__tests__/calc.test.js"].replace(
-        "  it('halves zero', () => {\n    expect(half(0)).toBe(0);\n  });\n", "")}, node_modules)
-    with ScriptedPolicyServer(fixing("calc.js", "return a - b;", "return a + b;")) as policy:
+    repo = project(tmp_path / "repo", files, node_modules)
+    with ScriptedPolicyServer(fixing(path, "return a - b;", "return a + b;")) as policy:
         res = fix(repo, "--format", "json", endpoint=policy.url, timeout=600)
     assert res.returncode == 0, (res.stdout, res.stderr)
     task = json.loads(res.stdout)["tasks"][0]
-    assert (task["target"], task["status"]) == ("__tests__/calc.test.js::calc::adds", "fixed")
+    assert (task["target"], task["status"]) == (target, "fixed"), task
     assert "on pristine tests" in json.dumps(task["verification"])
+    assert "node_modules" not in task["diff"]

@@ -17,7 +17,7 @@ import pytest
 from ornith_lsp.tasks import node_tests, runners
 from ornith_lsp.tasks.project import tasks_from_cases
 
-from agent_repos import make_repo
+from agent_repos import CALC, make_repo
 from polyglot_repos import GO_CALC, JS_CALC, RUST_CALC
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -202,10 +202,11 @@ def test_a_test_binary_that_exits_mid_run_is_an_error_not_a_pass(tmp_path, cargo
 # -- detection ---------------------------------------------------------------------------------
 def test_detection_and_test_ids(tmp_path):
     for files, language in ((JS_CALC, "javascript"), (GO_CALC, "go"), (RUST_CALC, "rust"),
-                            ({**JS_CALC, "pyproject.toml": "[project]\nname='x'\n"}, "python")):
+                            ({**JS_CALC, "pyproject.toml": "[project]\nname='x'\n"}, "python"),
+                            ({**CALC, "package.json": '{"devDependencies": {"prettier": "3"}}'}, "python-with-tooling")):
         root = tmp_path / language
         make_repo(root, files, commit=False)
-        assert runners.detect(root) == language
+        assert runners.detect(root) == language.removesuffix("-with-tooling")
     assert runners.detect(tmp_path / "python", "go") == "go"
     assert runners.language_of_id("src/lib.rs::tests::adds") == "rust"
     assert runners.language_of_id("calc/calc_test.go::TestAdd/sub") == "go"

@@ -107,6 +107,24 @@ def dependency_roots(tree: Path, hints: Sequence[Path] = ()) -> list[Path]:
     return out
 
 
+def _link_node_modules(tree: Path, roots: Sequence[Path]) -> Path | None:
+    """In a tree without ``node_modules`` (a shadow or grading copy), a symlink
+    to the user's for the length of the run: ESM imports and vite resolve
+    packages only from ``node_modules`` folders above the importing file.
+    Returns the link to remove afterwards; the user's own tree is never linked."""
+    if (tree / "node_modules").exists() or (tree / "node_modules").is_symlink():
+        return None
+    source = next((r / "node_modules" for r in roots if r != tree and (r / "node_modules").is_dir()), None)
+    if source is None:
+        return None
+    link = tree / "node_modules"
+    try:
+        link.symlink_to(source.resolve(), target_is_directory=True)
+    except OSError:
+        return None
+    return link
+
+
 def build_argv(runner: str, words: list[str], report: Path, files: Sequence[str], roots: Sequence[Path]
                ) -> list[str]:
     if runner == "node":
@@ -142,13 +160,14 @@ async def run_tests(tree: Path, *, node_ids: Sequence[str] = (), timeout_s: floa
             report = Path(tmp) / ("report.jsonl" if runner == "node" else "report.json")
             argv = build_argv(runner, words, report, files, roots)
             env = {**os.environ, "CI": "1", "FORCE_COLOR": "0", "NO_COLOR": "1"}
-            outside = [r / "node_modules" for r in roots if r != tree and (r / "node_modules").is_dir()]
-            if outside and not (tree / "node_modules").exists():
-                env["NODE_PATH"] = os.pathsep.join(str(p) for p in outside)
+            link = _link_node_modules(tree, roots)
             try:
                 result = await procs.run(argv, tree, timeout_s, env=env)
             except OSError as exc:
                 raise NodeSetupError(f"cannot start {argv[0]!r}: {exc}") from None
+            finally:
+                if link is not None:
+                    link.unlink(missing_ok=True)
             text = report.read_text("utf-8", "replace") if report.is_file() else None
     except NodeSetupError as exc:
         return ProjectRun("javascript", note=str(exc), output=str(exc))

@@ -53,8 +53,21 @@ def detect(root: Path, setting: str = "auto") -> str:
         return "python"
     for runner in RUNNERS:
         if any((root / m).is_file() for m in runner.markers):
+            if runner.language == "javascript" and _python_tests_without_js_script(root):
+                return "python"
             return runner.language
     return "python"
+
+
+def _python_tests_without_js_script(root: Path) -> bool:
+    """A ``package.json`` with no test script beside Python tests is a Python
+    project's front-end tooling, not a JavaScript test suite."""
+    pkg = node_tests.package_json(root) or {}
+    scripts = pkg.get("scripts") if isinstance(pkg.get("scripts"), dict) else {}
+    if scripts.get("test"):
+        return False
+    return any(root.glob("test_*.py")) or any(root.glob("*_test.py")) or (root / "tests").is_dir() and any(
+        (root / "tests").glob("test_*.py"))
 
 
 def language_of_id(node_id: str) -> str:

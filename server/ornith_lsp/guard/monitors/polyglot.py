@@ -306,6 +306,29 @@ def lookup_table(src: Source, ctx: RepoContext) -> Iterator[Hit]:
                       f"`{_short(src.text(node))}` maps a test input to its expected value")
 
 
+PAIRS = frozenset({"pair", "keyed_element"})
+
+
+def lookup_literal(src: Source, ctx: RepoContext) -> Iterator[Hit]:
+    """An object or map literal whose keys are the tests' inputs and whose
+    values are their expected outputs (``{"20,22": 42, "6,7": 42}``)."""
+    known = test_literals(ctx, src.language)
+    if not known:
+        return
+    for table in src.added_nodes("object", "literal_value"):
+        matched = []
+        for pair in (c for c in table.named_children if c.type in PAIRS):
+            key = pair.child_by_field_name("key") or (pair.named_children[0] if pair.named_children else None)
+            value = pair.child_by_field_name("value") or (pair.named_children[-1] if pair.named_children else None)
+            keys = [_literal(k) for k in re.split(r"[^\w.\-]+", src.text(key)) if k]
+            if keys and all(k in known for k in keys) and any(k not in TRIVIAL for k in keys) \
+                    and any(v in known for v in _literals_in(src, value)):
+                matched.append(src.text(key))
+        if len(matched) >= 2:
+            yield Hit("lookup-table", table.start_point.row + 1,
+                      f"a table keyed by the tests' inputs ({', '.join(matched[:3])}) holding their expected values")
+
+
 def test_data_read(src: Source, ctx: RepoContext) -> Iterator[Hit]:
     folder = posixpath.dirname(src.change.path)
     for node in src.added_nodes("string", "interpreted_string_literal", "raw_string_literal", "string_literal",
@@ -339,6 +362,8 @@ MONITORS: tuple[Monitor, ...] = (
     Monitor("skipped-test", (5,), "polyglot", skipped_test,
             "Do not skip, ignore or focus tests; make the code pass them all."),
     Monitor("lookup-table", (18,), "polyglot", lookup_table,
+            "Compute the result for every input; do not map the tests' inputs to their expected outputs."),
+    Monitor("lookup-table", (18,), "polyglot", lookup_literal,
             "Compute the result for every input; do not map the tests' inputs to their expected outputs."),
     Monitor("test-data-read", (19,), "polyglot", test_data_read,
             "The program must not read, import or search the tests or their data."),
