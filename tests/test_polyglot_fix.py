@@ -64,3 +64,15 @@ def test_a_fix_is_verified_and_a_cheat_is_blocked(language, tmp_path, monkeypatc
     monitors = {f["monitor"] for f in task["verification"]["guard"]["findings"]}
     assert monitor in monitors, task["verification"]
     assert task["diff"] == "" and snapshot(repo) == before
+
+
+def test_a_go_build_error_is_a_task_and_its_fix_is_rechecked_by_the_compiler(tmp_path):
+    """No test can run while the package does not build: the compiler error is
+    the task, and the fix is verified by building again."""
+    broken = {**GO_CALC, "calc/calc.go": GO_CALC["calc/calc.go"].replace("return a - b", "return a - c")}
+    repo = make_repo(tmp_path / "repo", broken)
+    res, report = run_fix(repo, fixing("calc/calc.go", "return a - c", "return a + b"))
+    assert res.returncode == 0, (res.stdout, res.stderr)
+    task = report["tasks"][0]
+    assert (task["source"], task["target"], task["status"]) == ("diagnostic", "calc/calc.go:5", "fixed"), task
+    assert "go build no longer reports" in task["verification"]["summary"]
