@@ -19,7 +19,7 @@ from polyglot_repos import GO_CALC, JS_CALC, RUST_CALC
 
 # -- boundary ------------------------------------------------------------------------------
 @pytest.mark.parametrize("path, kind", [
-    ("test/calc.test.js", "test-file"), ("src/app.spec.tsx", "test-file"), ("src/__tests__/util.ts", "test-file"),
+    ("test/calc.test.js", "test-file"), ("src/app.spec.tsx", "test-file"), ("spec/helpers/util.js", "test-file"), ("src/__tests__/util.ts", "test-file"),
     ("src/__snapshots__/app.test.tsx.snap", "test-data"), ("src/view.snap", "test-data"),
     ("jest.config.ts", "test-config"), ("vitest.config.mts", "test-config"), ("eslint.config.js", "test-config"),
     ("calc/calc_test.go", "test-file"), ("calc/testdata/cases.json", "test-data"), (".golangci.yml", "test-config"),

@@ -211,3 +211,22 @@ def test_detection_and_test_ids(tmp_path):
     assert runners.language_of_id("calc/calc_test.go::TestAdd/sub") == "go"
     assert runners.language_of_id("test/a.test.tsx::x") == "javascript"
     assert runners.language_of_id("tests/test_x.py::test_y") == "python"
+
+
+def test_a_per_language_test_command_setting_is_used(tmp_path):
+    from ornith_lsp import settings as settings_mod
+
+    repo = make_repo(tmp_path / "go", GO_CALC)
+    (repo / "ornith.toml").write_text('[agent]\ntest_commands = { go = ["go", "test", "-run", "TestMul"] }\n')
+    settings = settings_mod.load(repo, environ={})
+    tasks, baseline, notes = asyncio.run(runners.collect(repo, settings, [], lambda _: None))
+    assert (tasks, baseline, notes) == ([], ["calc/calc_test.go::TestMul"], [])
+
+
+def test_bad_language_settings_name_the_field():
+    from ornith_lsp import settings as settings_mod
+
+    with pytest.raises(settings_mod.SettingsError, match="agent.language"):
+        settings_mod.load(None, environ={"ORNITH_AGENT__LANGUAGE": "cobol"})
+    with pytest.raises(settings_mod.SettingsError, match="agent.test_commands"):
+        settings_mod.load(None, cli={"agent": {"test_commands": {"ruby": ["rake"]}}}, environ={})

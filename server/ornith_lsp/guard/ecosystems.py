@@ -21,7 +21,7 @@ import tomllib
 JS_SUFFIXES = (".js", ".mjs", ".cjs", ".jsx", ".ts", ".mts", ".cts", ".tsx")
 TEST_CODE_SUFFIXES = (*JS_SUFFIXES, ".go", ".rs")
 _JS_TEST_NAME = re.compile(r"\.(test|spec)\.[cm]?[jt]sx?$")
-JS_TEST_DIRS = ("__tests__", "test", "tests", "e2e", "cypress")
+JS_TEST_DIRS = ("__tests__", "test", "tests", "spec", "e2e", "cypress")
 JS_TEST_DATA_DIRS = ("__snapshots__", "__mocks__", "__fixtures__", "fixtures")
 CONFIG_GLOBS = {
     "jest.config.*": "test configuration (jest)",
