@@ -148,3 +148,32 @@ def test_a_fix_end_to_end_finds_node_modules_from_the_shadow(tmp_path, node_modu
     assert (task["target"], task["status"]) == (target, "fixed"), task
     assert "on pristine tests" in json.dumps(task["verification"])
     assert "node_modules" not in task["diff"]
+
+
+def test_an_eslint_finding_is_fixed_and_a_suppression_is_blocked(tmp_path, node_modules):
+    """`--diagnostics eslint`: the finding is a task, the fix is re-checked by
+    eslint itself in the shadow, and silencing it instead is vetoed (the model
+    is the ScriptedPolicyServer TEST DOUBLE)."""
+    from policy_double import ScriptedPolicyServer
+    from polyglot_repos import cheating, fixing
+    from test_headless import fix
+
+    files = {**VITEST, "src/calc.ts": VITEST["src/calc.ts"].replace("a - b", "a + b"),
+             "eslint.config.js": "import js from '@eslint/js';\nexport default [js.configs.recommended, "
+                                 "{ files: ['**/*.js'], languageOptions: { sourceType: 'module' } }];\n",
+             "src/util.js": "export function two() {\n  const x = 1;\n  return 2;\n}\n"}
+    repo = project(tmp_path / "repo", files, node_modules)
+    with ScriptedPolicyServer(fixing("src/util.js", "  const x = 1;\n", "")) as policy:
+        res = fix(repo, "--format", "json", "--diagnostics", "eslint", endpoint=policy.url, timeout=600)
+    assert res.returncode == 0, (res.stdout, res.stderr)
+    task = json.loads(res.stdout)["tasks"][0]
+    assert (task["source"], task["target"], task["status"]) == ("diagnostic", "src/util.js:2", "fixed"), task
+    assert "eslint no longer reports no-unused-vars" in task["verification"]["summary"]
+
+    cheat = cheating("src/util.js", "  const x = 1;", "  // eslint-disable-next-line no-unused-vars\n  const x = 1;")
+    with ScriptedPolicyServer(cheat) as policy:
+        res = fix(repo, "--format", "json", "--diagnostics", "eslint", endpoint=policy.url, timeout=600)
+    assert res.returncode == 1, (res.stdout, res.stderr)
+    task = json.loads(res.stdout)["tasks"][0]
+    assert task["status"] == "vetoed"
+    assert "suppression-comment" in {f["monitor"] for f in task["verification"]["guard"]["findings"]}

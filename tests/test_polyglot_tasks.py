@@ -230,3 +230,16 @@ def test_bad_language_settings_name_the_field():
         settings_mod.load(None, environ={"ORNITH_AGENT__LANGUAGE": "cobol"})
     with pytest.raises(settings_mod.SettingsError, match="agent.test_commands"):
         settings_mod.load(None, cli={"agent": {"test_commands": {"ruby": ["rake"]}}}, environ={})
+
+
+def test_a_cargo_build_error_is_rechecked_by_building_again(tmp_path, cargo_target):
+    from ornith_lsp.tasks import polyglot_linters
+
+    broken = {**RUST_CALC, "src/lib.rs": RUST_CALC["src/lib.rs"].replace("    a - b\n", "    a - \"b\"\n")}
+    repo = make_repo(tmp_path / "rs", broken)
+    [task, *_] = run(repo, "rust").build_tasks
+    ok, detail = asyncio.run(polyglot_linters.recheck(task, repo))
+    assert ok is False and "cargo build still reports" in detail
+    (repo / "src/lib.rs").write_text(RUST_CALC["src/lib.rs"])
+    ok, detail = asyncio.run(polyglot_linters.recheck(task, repo))
+    assert ok is True, detail

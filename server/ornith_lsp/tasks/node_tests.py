@@ -107,7 +107,7 @@ def dependency_roots(tree: Path, hints: Sequence[Path] = ()) -> list[Path]:
     return out
 
 
-def _link_node_modules(tree: Path, roots: Sequence[Path]) -> Path | None:
+def link_node_modules(tree: Path, roots: Sequence[Path]) -> Path | None:
     """In a tree without ``node_modules`` (a shadow or grading copy), a symlink
     to the user's for the length of the run: ESM imports and vite resolve
     packages only from ``node_modules`` folders above the importing file.
@@ -160,7 +160,7 @@ async def run_tests(tree: Path, *, node_ids: Sequence[str] = (), timeout_s: floa
             report = Path(tmp) / ("report.jsonl" if runner == "node" else "report.json")
             argv = build_argv(runner, words, report, files, roots)
             env = {**os.environ, "CI": "1", "FORCE_COLOR": "0", "NO_COLOR": "1"}
-            link = _link_node_modules(tree, roots)
+            link = link_node_modules(tree, roots)
             try:
                 result = await procs.run(argv, tree, timeout_s, env=env)
             except OSError as exc:

@@ -39,11 +39,22 @@ def _node_tool(tool: str, root: Path) -> Path | None:
     return node_tests.node_modules_bin(tool, node_tests.dependency_roots(root))
 
 
+async def _in_project(root: Path, argv: list[str], timeout_s: float) -> procs.RunResult:
+    """Run a node tool with the project's ``node_modules`` reachable, as the
+    test runners are: an ESM config (``eslint.config.js``) imports from it."""
+    link = node_tests.link_node_modules(root, node_tests.dependency_roots(root))
+    try:
+        return await procs.run(argv, root, timeout_s)
+    finally:
+        if link is not None:
+            link.unlink(missing_ok=True)
+
+
 async def run_eslint(root: Path, paths: Sequence[str] = (), *, timeout_s: float = 300) -> LintRun:
     exe = _node_tool("eslint", root)
     if exe is None:
         return LintRun("eslint", installed=False, error="eslint is not installed in the project's node_modules")
-    result = await procs.run([str(exe), "--format", "json", *(paths or ["."])], root, timeout_s)
+    result = await _in_project(root, [str(exe), "--format", "json", *(paths or ["."])], timeout_s)
     if result.timed_out:
         return LintRun("eslint", timed_out=True, output=result.output, error=f"eslint did not finish within {timeout_s:g}s")
     try:
@@ -84,7 +95,7 @@ async def run_tsc(root: Path, paths: Sequence[str] = (), *, timeout_s: float = 3
         return LintRun("tsc", installed=False, error="tsc is not installed in the project's node_modules (typescript)")
     if not (root / "tsconfig.json").is_file():
         return LintRun("tsc", error="tsc was not run: the project has no tsconfig.json")
-    result = await procs.run([str(exe), "--noEmit", "--pretty", "false"], root, timeout_s)
+    result = await _in_project(root, [str(exe), "--noEmit", "--pretty", "false"], timeout_s)
     if result.timed_out:
         return LintRun("tsc", timed_out=True, output=result.output, error=f"tsc did not finish within {timeout_s:g}s")
     tasks = parse_tsc(result.output, root)
@@ -214,14 +225,15 @@ async def recheck(task: Task, root: Path, timeout_s: float = 300) -> tuple[bool 
     if source not in RECHECKED or loc is None:
         return None, f"the {source or 'editor'} diagnostic cannot be re-run here"
     if source == "go build":
-        run = await go_tests.run_tests(root, node_ids=[f"{loc.path}::"], timeout_s=timeout_s,
-                                       command=[shutil.which("go") or "go", "test", "-run", "^$"])
-        remaining = [t for t in run.build_tasks if t.location and t.location.path == loc.path]
-        installed = not run.note.startswith("go is not installed")
+        build = await go_tests.run_tests(root, node_ids=[f"{loc.path}::"], timeout_s=timeout_s,
+                                         command=[shutil.which("go") or "go", "test", "-run", "^$"])
+        remaining = [t for t in build.build_tasks if t.location and t.location.path == loc.path]
+        installed = not build.note.startswith("go is not installed")
     elif source == "cargo build":
-        run = await cargo_tests.run_tests(root, timeout_s=timeout_s, command=[shutil.which("cargo") or "cargo", "test", "--no-run"])
-        remaining = [t for t in run.build_tasks if t.location and t.location.path == loc.path]
-        installed = not run.note.startswith("cargo is not installed")
+        build = await cargo_tests.run_tests(root, timeout_s=timeout_s,
+                                            command=[shutil.which("cargo") or "cargo", "test", "--no-run"])
+        remaining = [t for t in build.build_tasks if t.location and t.location.path == loc.path]
+        installed = not build.note.startswith("cargo is not installed")
     else:
         lint = await run({"go vet": "govet"}.get(source, source), root, [loc.path], timeout_s=timeout_s)
         installed = lint.installed
