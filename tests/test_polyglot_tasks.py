@@ -243,3 +243,27 @@ def test_a_cargo_build_error_is_rechecked_by_building_again(tmp_path, cargo_targ
     (repo / "src/lib.rs").write_text(RUST_CALC["src/lib.rs"])
     ok, detail = asyncio.run(polyglot_linters.recheck(task, repo))
     assert ok is True, detail
+
+
+def test_a_cargo_workspace_names_each_members_files(tmp_path, cargo_target):
+    files = {"Cargo.toml": '[workspace]\nmembers = ["crates/*"]\nresolver = "2"\n',
+             "crates/a/Cargo.toml": '[package]\nname = "a"\nversion = "0.1.0"\nedition = "2021"\n',
+             "crates/a/src/lib.rs": "pub fn add(a: i32, b: i32) -> i32 {\n    a - b\n}\n\n#[cfg(test)]\nmod tests {\n"
+                                    "    #[test]\n    fn adds() {\n        assert_eq!(super::add(1, 1), 2);\n    }\n}\n",
+             "crates/b/Cargo.toml": '[package]\nname = "b"\nversion = "0.1.0"\nedition = "2021"\n',
+             "crates/b/src/lib.rs": "pub fn one() -> i32 {\n    1\n}\n",
+             "crates/b/benches/speed.rs": "fn main() {}\n",
+             "crates/b/tests/it.rs": "#[test]\nfn one() {\n    assert_eq!(b::one(), 1);\n}\n"}
+    repo = make_repo(tmp_path / "ws", files)
+    result = run(repo, "rust")
+    cases = by_id(result)
+    assert {k: v.outcome for k, v in cases.items()} == {"crates/a/src/lib.rs::tests::adds": "failed",
+                                                         "crates/b/tests/it.rs::one": "passed"}, result.output[-2000:]
+    adds = cases["crates/a/src/lib.rs::tests::adds"]
+    assert (adds.test_location.path, adds.test_location.line) == ("crates/a/src/lib.rs", 9)
+    from ornith_lsp.guard.boundary import Boundary
+
+    boundary = Boundary(root=None)
+    assert boundary.protection("crates/b/tests/it.rs").kind == "test-file"
+    assert boundary.protection("crates/b/benches/speed.rs").kind == "test-file"
+    assert boundary.protection("crates/a/src/lib.rs") is None

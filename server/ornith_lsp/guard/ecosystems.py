@@ -68,8 +68,9 @@ def protection(path: str, parts: list[str], name: str) -> tuple[str, str] | None
         return "test-file", "Go test file (*_test.go)"
     if "testdata" in dirs:
         return "test-data", "Go test data (testdata/)"
-    if name.endswith(".rs") and dirs and dirs[0] in ("tests", "benches"):
-        return "test-file", f"Rust {'integration test' if dirs[0] == 'tests' else 'benchmark'} ({dirs[0]}/)"
+    rust_dir = next((d for d in dirs if d in ("tests", "benches")), None)
+    if name.endswith(".rs") and rust_dir:
+        return "test-file", f"Rust {'integration test' if rust_dir == 'tests' else 'benchmark'} ({rust_dir}/)"
     for glob, reason in CONFIG_GLOBS.items():
         if fnmatch.fnmatchcase(name, glob):
             return "test-config", reason
@@ -81,8 +82,7 @@ def protection(path: str, parts: list[str], name: str) -> tuple[str, str] | None
 def item_level(path: str) -> bool:
     """A source file whose tests are items inside it (Rust's ``#[cfg(test)]``):
     naming it as a target protects its test items, not the whole file."""
-    parts = path.split("/")
-    return path.endswith(".rs") and parts[0] not in ("tests", "benches")
+    return path.endswith(".rs") and not {"tests", "benches"} & set(path.split("/")[:-1])
 
 
 def sections(name: str, text: str) -> tuple[dict[str, object], str | None]:

@@ -272,8 +272,9 @@ def _case(root: Path, binary: _Binary, name: str, outcome: str) -> CaseResult:
 
 def _located(root: Path, package_dir: Path, path: str, line: int) -> Location | None:
     candidate = Path(path)
-    if not candidate.is_absolute():
-        candidate = package_dir / candidate
+    if not candidate.is_absolute():  # rustc names files from the workspace root, the test binary from its package
+        candidate = next((base / candidate for base in (root, package_dir) if (base / candidate).is_file()),
+                         package_dir / candidate)
     rel = relative_path(root, os.path.normpath(candidate))
     if rel is None or ".cargo" in rel.split("/"):
         return None
