@@ -267,3 +267,13 @@ def test_a_cargo_workspace_names_each_members_files(tmp_path, cargo_target):
     assert boundary.protection("crates/b/tests/it.rs").kind == "test-file"
     assert boundary.protection("crates/b/benches/speed.rs").kind == "test-file"
     assert boundary.protection("crates/a/src/lib.rs") is None
+
+
+def test_a_js_module_that_does_not_load_is_a_task_at_the_syntax_error(tmp_path):
+    broken = {**JS_CALC, "calc.js": JS_CALC["calc.js"].replace("return a - b;", "return a - ;")}
+    repo = make_repo(tmp_path / "js", broken)
+    result = run(repo, "javascript")
+    assert result.report_found
+    [case] = result.failures
+    assert case.node_id == "test/calc.test.js" and "SyntaxError" in case.message
+    assert (case.location.path, case.location.line) == ("calc.js", 2)

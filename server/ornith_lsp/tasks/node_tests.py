@@ -30,6 +30,7 @@ REPORT_VERSION = 1
 RUNNERS = ("node", "jest", "vitest")
 SUFFIXES = (".js", ".mjs", ".cjs", ".jsx", ".ts", ".mts", ".cts", ".tsx")
 _FRAME = re.compile(r"(?:\(|at )(?:file://)?(?P<path>/[^\s()]+?|[\w.@/-]+\.[cm]?[jt]sx?):(?P<line>\d+):(?P<col>\d+)\)?")
+_HEADER = re.compile(r"^(?P<path>/\S+\.[cm]?[jt]sx?):(?P<line>\d+)$", re.MULTILINE)
 _TEST_NAME = re.compile(r"\.(test|spec)\.[cm]?[jt]sx?$")
 _TEST_DIRS = {"__tests__", "test", "tests", "__mocks__"}
 
@@ -190,7 +191,10 @@ def _replace(run: ProjectRun, **changes: object) -> ProjectRun:
 
 
 def _frames(stack: str) -> list[tuple[str, int]]:
-    return [(m["path"], int(m["line"])) for m in _FRAME.finditer(stack) if not m["path"].startswith("node:")]
+    """Frames innermost first; a load error's ``/abs/file.js:12`` header line
+    (a syntax error names its place this way, without a column) comes first."""
+    frames = [(m["path"], int(m["line"])) for m in _HEADER.finditer(stack)]
+    return frames + [(m["path"], int(m["line"])) for m in _FRAME.finditer(stack) if not m["path"].startswith("node:")]
 
 
 def _case(root: Path, file_abs: str, names: list[str], outcome: str, message: str, stack: str,
@@ -228,8 +232,10 @@ def parse_node_report(text: str, root: Path) -> list[CaseResult]:
         outcome = "skipped" if e["skip"] or e["todo"] else "passed" if e["event"] == "test:pass" else "failed"
         file_level = e["name"] == e["file"] or (e["file"] and e["name"].endswith(e["file"]))
         names = [] if file_level else [*e["ancestors"], e["name"]]
-        out.append(_case(root, e["file"] or e["name"], names, outcome, e.get("message", ""),
-                         e.get("stack", ""), e.get("line")))
+        message, stack = e.get("message", ""), e.get("stack", "")
+        if file_level and e.get("stderr"):  # the file did not load: its stderr holds the error and where
+            message, stack = e["stderr"].strip(), e["stderr"] + "\n" + stack
+        out.append(_case(root, e["file"] or e["name"], names, outcome, message, stack, e.get("line")))
     return out
 
 

@@ -7,8 +7,12 @@ const str = (value) => (value === undefined || value === null ? "" : String(valu
 export default async function* ornithReporter(source) {
   yield JSON.stringify({ event: "version", format: "ornith-node-test", version: 1, node: process.version }) + "\n";
   const stacks = new Map();
+  const stderr = new Map();
   for await (const { type, data } of source) {
-    if (type === "test:start") {
+    if (type === "test:stderr") {
+      // a file that fails to load (a syntax error in the code under test) says why only here
+      stderr.set(str(data.file), (stderr.get(str(data.file)) ?? "") + str(data.message));
+    } else if (type === "test:start") {
       const stack = stacks.get(str(data.file)) ?? [];
       stack.length = data.nesting;
       stack.push(data.name);
@@ -30,6 +34,7 @@ export default async function* ornithReporter(source) {
         failureType: str(error?.failureType),
         message: cause ? str(cause.message ?? cause) : "",
         stack: cause ? str(cause.stack) : "",
+        stderr: type === "test:fail" ? (stderr.get(str(data.file)) ?? "").slice(-4000) : "",
       }) + "\n";
     }
   }
