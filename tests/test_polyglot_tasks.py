@@ -277,3 +277,14 @@ def test_a_js_module_that_does_not_load_is_a_task_at_the_syntax_error(tmp_path):
     [case] = result.failures
     assert case.node_id == "test/calc.test.js" and "SyntaxError" in case.message
     assert (case.location.path, case.location.line) == ("calc.js", 2)
+
+
+def test_the_general_tests_flag_applies_when_it_runs_the_languages_tool(tmp_path):
+    from ornith_lsp import settings as settings_mod
+
+    repo = make_repo(tmp_path / "go", GO_CALC)
+    settings = settings_mod.load(None, cli={"agent": {"test_command": ["go", "test", "-run", "TestAdd"]}}, environ={})
+    tasks, baseline, _ = asyncio.run(runners.collect(repo, settings, [], lambda _: None))
+    assert [t.test_id for t in tasks] == ["calc/calc_test.go::TestAdd"] and baseline == []
+    pytest_cmd = settings_mod.load(None, cli={"agent": {"test_command": ["python", "-m", "pytest"]}}, environ={})
+    assert runners.command_for("go", pytest_cmd.agent) is None

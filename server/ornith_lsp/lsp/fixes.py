@@ -242,7 +242,7 @@ async def run_tests_command(ls: OrnithServer) -> dict[str, Any]:
     async with await Shadow.create(ls.root, texts, label="tests") as shadow:
         if (language := runners.detect(shadow.path, agent.language)) != "python":
             run = await runners.run_project_tests(shadow.path, language, timeout_s=agent.test_timeout_s,
-                                                  command=agent.test_commands.get(language))
+                                                  command=runners.command_for(language, agent))
             tasks = run.build_tasks + tasks_from_cases(run.results)
         else:
             run = await run_tests(shadow.path, agent.test_command, timeout_s=agent.test_timeout_s)

@@ -108,6 +108,21 @@ def main_checkout(path: Path) -> Path | None:
     return None
 
 
+TOOLS = {"go": ("go",), "rust": ("cargo",), "javascript": ("node", "jest", "vitest", "npx")}
+
+
+def command_for(language: str, agent: object) -> list[str] | None:
+    """The test command set for ``language``: its ``agent.test_commands`` entry,
+    else ``agent.test_command`` (``--tests``) when it runs that language's tool."""
+    own = agent.test_commands.get(language)  # type: ignore[attr-defined]
+    if own:
+        return list(own)
+    general = agent.test_command  # type: ignore[attr-defined]
+    if general and Path(general[0]).name in TOOLS.get(language, ()):
+        return list(general)
+    return None
+
+
 async def run_project_tests(root: Path, language: str, *, node_ids: Sequence[str] = (), timeout_s: float = 300,
                             command: Sequence[str] | None = None, deps_hints: Sequence[Path] = ()) -> ProjectRun:
     runner = BY_LANGUAGE[language]
@@ -129,7 +144,7 @@ async def collect(root: Path, settings: object, diagnostics: Sequence[str], prog
         return None
     progress(f"running the {language} tests ...")
     run = await run_project_tests(root, language, timeout_s=agent.test_timeout_s,
-                                  command=agent.test_commands.get(language))
+                                  command=command_for(language, agent))
     notes = [run.note] if run.note else []
     if run.timed_out and not run.note:
         notes.append(f"the {language} tests timed out after {agent.test_timeout_s:.0f} s")
@@ -143,7 +158,8 @@ async def collect(root: Path, settings: object, diagnostics: Sequence[str], prog
         if lint.error:
             notes.append(lint.error)
         tasks += lint.tasks
-    return tasks, baseline, notes
+    unique = list({t.id: t for t in tasks}.values())  # go vet repeats the build errors go test gave
+    return unique, baseline, notes
 
 
 async def check_tests(root: Path, task: Task, settings: object) -> tuple[bool, str] | None:
@@ -154,7 +170,7 @@ async def check_tests(root: Path, task: Task, settings: object) -> tuple[bool, s
     if language == "python":
         return None
     run = await run_project_tests(root, language, node_ids=[task.test_id] if task.test_id else [],
-                                  timeout_s=agent.test_timeout_s, command=agent.test_commands.get(language))
+                                  timeout_s=agent.test_timeout_s, command=command_for(language, agent))
     if run.timed_out:
         return False, f"the tests timed out after {agent.test_timeout_s:.0f} s"
     if run.build_tasks:
