@@ -6,6 +6,7 @@ a runner that cannot run says so instead of reporting "0 tasks"."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -288,3 +289,25 @@ def test_the_general_tests_flag_applies_when_it_runs_the_languages_tool(tmp_path
     assert [t.test_id for t in tasks] == ["calc/calc_test.go::TestAdd"] and baseline == []
     pytest_cmd = settings_mod.load(None, cli={"agent": {"test_command": ["python", "-m", "pytest"]}}, environ={})
     assert runners.command_for("go", pytest_cmd.agent) is None
+
+
+def test_go_1_24_build_output_events_are_read_too(tmp_path):
+    """Go 1.24 moved compiler output into ``build-output`` events (documented
+    shape: ImportPath, Action, Output); this machine's Go is older, so the
+    events are given here."""
+    from ornith_lsp.tasks import go_tests
+
+    (tmp_path / "go.mod").write_text("module example.com/calc\n")
+    (tmp_path / "calc").mkdir()
+    (tmp_path / "calc/calc.go").write_text("package calc\n")
+    events = "\n".join(json.dumps(e) for e in (
+        {"ImportPath": "example.com/calc/calc [example.com/calc/calc.test]", "Action": "build-output",
+         "Output": "# example.com/calc/calc [example.com/calc/calc.test]\n"},
+        {"ImportPath": "example.com/calc/calc [example.com/calc/calc.test]", "Action": "build-output",
+         "Output": "calc/calc.go:5:13: undefined: c\n"},
+        {"ImportPath": "example.com/calc/calc [example.com/calc/calc.test]", "Action": "build-fail"},
+        {"Action": "start", "Package": "example.com/calc/calc"},
+        {"Action": "output", "Package": "example.com/calc/calc", "Output": "FAIL\texample.com/calc/calc [build failed]\n"},
+        {"Action": "fail", "Package": "example.com/calc/calc", "FailedBuild": "example.com/calc/calc [example.com/calc/calc.test]"}))
+    run = go_tests.parse_events(events, tmp_path)
+    assert [(t.location.path, t.location.line, t.message) for t in run.build_tasks] == [("calc/calc.go", 5, "undefined: c")]
