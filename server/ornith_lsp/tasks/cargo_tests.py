@@ -19,9 +19,11 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import tomllib
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ornith_lsp import procs
@@ -99,6 +101,8 @@ async def run_tests(root: Path, *, node_ids: Sequence[str] = (), timeout_s: floa
     cargo = shutil.which("cargo")
     if not command and cargo is None:
         return ProjectRun("rust", note="cargo is not installed (not on PATH): install a Rust toolchain to run these tests")
+    if (command and "nextest" in command) or (not command and shutil.which("cargo-nextest")):
+        return await run_nextest(root, timeout_s=timeout_s, command=command, cargo=cargo or "cargo")
     argv = [*(command or [cargo, "test"]), "--no-fail-fast", "--message-format=json"]
     env = {**os.environ, "CARGO_TARGET_DIR": str(target_dir(root)), "CARGO_TERM_COLOR": "never",
            "RUST_BACKTRACE": "1"}
@@ -279,3 +283,121 @@ def _located(root: Path, package_dir: Path, path: str, line: int) -> Location | 
     if rel is None or ".cargo" in rel.split("/"):
         return None
     return Location(path=rel, line=max(1, line))
+
+
+# -- cargo-nextest -------------------------------------------------------------------------------
+NEXTEST_CONFIG = """\
+[store]
+dir = {store}
+
+[profile.ornith]
+fail-fast = false
+
+[profile.ornith.junit]
+path = "junit.xml"
+store-success-output = true
+store-failure-output = true
+"""
+
+
+async def run_nextest(root: Path, *, timeout_s: float, command: Sequence[str] | None, cargo: str) -> ProjectRun:
+    """``cargo nextest run`` with its JUnit report, when cargo-nextest is installed.
+
+    The profile comes from a tool config file outside the tree (the user's own
+    ``.config/nextest.toml`` still wins), and the store, where the report is
+    written, is a temporary directory.  nextest runs each test in its own
+    process and counts exit code 0 as a pass, so a passing case must also
+    show libtest's own ``test result: ok`` line: a test whose process exited
+    early (``std::process::exit(0)`` in the code under test) did not pass."""
+    env = {**os.environ, "CARGO_TARGET_DIR": str(target_dir(root)), "CARGO_TERM_COLOR": "never", "RUST_BACKTRACE": "1"}
+    lockfile = root / "Cargo.lock"
+    had_lockfile = lockfile.exists()
+    with tempfile.TemporaryDirectory(prefix="ornith-nextest-") as tmp:
+        config = Path(tmp) / "nextest.toml"
+        config.write_text(NEXTEST_CONFIG.format(store=json.dumps(str(Path(tmp) / "store"))), encoding="utf-8")
+        argv = [*(command or [cargo, "nextest", "run"]), "--profile", "ornith", "--tool-config-file",
+                f"ornith:{config}", "--no-fail-fast", "--cargo-message-format", "json"]
+        try:
+            await clean_own(cargo, root, env, timeout_s)
+            result = await procs.run(argv, root, timeout_s, env=env)
+        except OSError as exc:
+            return ProjectRun("rust", note=f"cannot start {argv[0]!r}: {exc}")
+        finally:
+            if not had_lockfile:
+                lockfile.unlink(missing_ok=True)
+        junit = Path(tmp) / "store" / "ornith" / "junit.xml"
+        text = junit.read_text("utf-8", "replace") if junit.is_file() else None
+    build = parse_output(result.output, root)
+    base = ProjectRun("rust", build_tasks=build.build_tasks, timed_out=result.timed_out, output=result.output,
+                      returncode=result.returncode)
+    if result.timed_out:
+        return replace(base, note=f"cargo nextest did not finish within {timeout_s:g}s and was killed")
+    if text is None:
+        if build.build_tasks:
+            return base
+        tail = (result.output.strip().splitlines() or ["no output"])[-1][:300]
+        return replace(base, note=f"cargo nextest wrote no JUnit report (exit {result.returncode}): {tail}")
+    try:
+        cases = parse_nextest_junit(text, root, binary_sources(result.output, root))
+    except ValueError as exc:
+        return replace(base, note=f"the nextest JUnit report is unreadable: {exc}")
+    return replace(base, results=cases, report_found=True)
+
+
+def binary_sources(text: str, root: Path) -> dict[str, tuple[str, Path]]:
+    """nextest's binary id (``calc``, ``calc::api``, ``calc::bin/tool``) -> (source
+    file, package directory), from cargo's ``compiler-artifact`` messages."""
+    out: dict[str, tuple[str, Path]] = {}
+    names: dict[str, str] = {}
+    for line in text.splitlines():
+        message = _cargo_message(line)
+        if message is None or message.get("reason") != "compiler-artifact" or not (message.get("profile") or {}).get("test"):
+            continue
+        manifest = str(message.get("manifest_path", ""))
+        if manifest not in names:
+            try:
+                names[manifest] = str(tomllib.loads(Path(manifest).read_text(encoding="utf-8"))["package"]["name"])
+            except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError):
+                names[manifest] = ""
+        target = message.get("target") or {}
+        kind = (target.get("kind") or ["lib"])[0]
+        package = names[manifest]
+        binary = package if kind in ("lib", "rlib", "proc-macro", "cdylib", "dylib", "staticlib") else (
+            f"{package}::{target.get('name')}" if kind == "test" else f"{package}::{kind}/{target.get('name')}")
+        out[binary] = (str(target.get("src_path") or ""), Path(manifest).parent)
+    return out
+
+
+def parse_nextest_junit(text: str, root: Path, sources: dict[str, tuple[str, Path]]) -> list[CaseResult]:
+    try:
+        tree = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise ValueError(f"not a JUnit XML report: {exc}") from None
+    if tree.tag != "testsuites":
+        raise ValueError(f"unexpected root element <{tree.tag}>")
+    cases: list[CaseResult] = []
+    for suite in tree.iter("testsuite"):
+        src, package_dir = sources.get(suite.get("name", ""), ("", root))
+        if not src:
+            src = str(package_dir / "src" / "lib.rs")
+        binary = _Binary(src, package_dir)
+        for case in suite.iter("testcase"):
+            name = case.get("name", "")
+            failure = case.find("failure")
+            failure = failure if failure is not None else case.find("error")
+            out = (case.findtext("system-out") or "")
+            err = (case.findtext("system-err") or "")
+            if case.find("skipped") is not None:
+                binary.results[name] = "skipped"
+            elif failure is not None:
+                binary.results[name] = "failed"
+                binary.blocks[name] = ((failure.text or "") + "\n" + err).splitlines()
+            elif "test result: ok" not in out:
+                rel = relative_path(root, src) or src
+                cases.append(CaseResult(f"{rel}::{name}", "error", f"{name} exited before libtest reported a result "
+                                        "(an exit from the code under test?)", out[-2000:]))
+                continue
+            else:
+                binary.results[name] = "passed"
+        cases += [_case(root, binary, name, outcome) for name, outcome in binary.results.items()]
+    return cases
