@@ -280,7 +280,8 @@ def _line_range(line: int) -> types.Range:
 
 def code_lenses(ls: OrnithServer, uri: str) -> list[types.CodeLens]:
     return [types.CodeLens(range=_line_range(t.location.line if t.location else 1),
-                           command=types.Command(title=f"Ornith: fix {t.test_id}", command="ornith.fix", arguments=[t.model_dump(mode="json")]))
+                           command=types.Command(title=f"Ornith: fix {t.test_id}" if t.test_id else t.title,
+                                                 command="ornith.fix", arguments=[t.model_dump(mode="json")]))
             for t in ls.fixes.test_tasks.get(uri, [])]
 
 
