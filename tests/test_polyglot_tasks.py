@@ -342,3 +342,12 @@ def test_nextest_does_not_count_an_early_exit_as_a_pass(tmp_path, cargo_target, 
     result = asyncio.run(runners.run_project_tests(repo, "rust", timeout_s=300))
     outcomes = {r.node_id: r.outcome for r in result.results}
     assert outcomes["src/lib.rs::tests::adds"] == "error" and outcomes["src/lib.rs::tests::multiplies"] == "passed"
+
+
+@pytest.mark.parametrize("files, language, said", [
+    (JS_CALC, "javascript", "node is not installed"), (RUST_CALC, "rust", "cargo is not installed")])
+def test_no_toolchain_is_a_note_for_every_language(tmp_path, monkeypatch, files, language, said):
+    repo = make_repo(tmp_path / language, files)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    result = asyncio.run(runners.run_project_tests(repo, language, timeout_s=60))
+    assert result.could_not_run and said in result.note
