@@ -92,4 +92,35 @@ if [ "$mode" = test ]; then
 fi
 # --- end of the VS Code client ------------------------------------------------
 
+# --- other languages' toolchains (only with --test) ---------------------------
+# tests/test_polyglot_*.py run the real runners: node (>= 18.17) for node --test,
+# Go for go test / go vet, cargo (+ clippy) for cargo test; and jest, vitest,
+# typescript and eslint from npm, in a node_modules outside the repository that
+# the tests' small projects link to.
+if [ "$mode" = test ]; then
+  need=()
+  command -v go >/dev/null || need+=(golang-go)
+  command -v node >/dev/null || need+=(nodejs)
+  command -v npm >/dev/null || need+=(npm)
+  command -v cargo >/dev/null || need+=(cargo)
+  if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    else
+      echo "install.sh: please install: ${need[*]} (e.g. sudo apt-get install ${need[*]})" >&2
+      exit 1
+    fi
+  fi
+  e2e="${OLSP_E2E_HOME:-$HOME/.cache/ornith-lsp-e2e}"
+  js_runners="$e2e/js-runners-1"
+  if [ ! -f "$js_runners/.installed" ]; then
+    echo "install.sh: installing jest, vitest, typescript and eslint into $js_runners (once)"
+    rm -rf "$js_runners" && mkdir -p "$js_runners"
+    echo '{"name": "ornith-js-runners", "private": true}' > "$js_runners/package.json"
+    (cd "$js_runners" && npm install --no-audit --no-fund --loglevel=error \
+      jest@29.7.0 vitest@3.2.7 typescript@5.9.3 eslint@9.39.5 @eslint/js@9.39.5)
+    touch "$js_runners/.installed"
+  fi
+fi
+
 echo "install.sh: ornith-lsp installed in $(pwd)/.venv ($mode)"

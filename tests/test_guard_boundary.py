@@ -70,9 +70,9 @@ def test_a_test_folder_named_test_counts_only_when_it_holds_tests(tmp_path):
 
 
 def test_settings_extend_and_narrow(tmp_path):
-    boundary = make(tmp_path, {"x.py": ""}, extra_protected=["golden/**", "*.snap"], unprotected=["tests/fixtures/generated/"])
+    boundary = make(tmp_path, {"x.py": ""}, extra_protected=["golden/**", "*.golden"], unprotected=["tests/fixtures/generated/"])
     assert "settings" in boundary.is_protected("golden/out.txt")
-    assert "settings" in boundary.is_protected("src/view.snap")
+    assert "settings" in boundary.is_protected("src/view.golden")
     assert boundary.is_protected("tests/fixtures/generated/cache.json") is None
     assert boundary.is_protected("tests/test_x.py")
 

@@ -24,7 +24,8 @@ from ornith_lsp.agent.session import FixResult, fix
 from ornith_lsp.backends.runtime import Backend, BackendUnavailable, make_plan
 from ornith_lsp.guard.judge import Judge
 from ornith_lsp.llm.client import ChatClient
-from ornith_lsp.tasks import Task, environment
+from ornith_lsp.tasks import Task, environment, runners
+from ornith_lsp.tasks.runners import TestsCannotRun
 from ornith_lsp.tasks.linters import run_mypy, run_ruff
 from ornith_lsp.tasks.pytest_report import run_tests, tasks_from_results
 from ornith_lsp.workspace import Shadow, WorkspaceError, apply_to_tree, diffs
@@ -50,10 +51,6 @@ class Progress:
             self.stream.write("\n")
 
 
-class TestsCannotRun(Exception):
-    """The tests could not tell what is broken; the message is the one line for the user."""
-
-
 async def collect_tasks(root: Path, settings: settings_mod.Settings, diagnostics: list[str],
                         progress: Progress, command: environment.TestCommand | None = None,
                         ) -> tuple[list[Task], list[str], list[str]]:
@@ -63,7 +60,10 @@ async def collect_tasks(root: Path, settings: settings_mod.Settings, diagnostics
     ``command`` is the resolved test command (by default the setting).  A run that could
     not test anything raises TestsCannotRun rather than reporting "0 tasks";
     a run that collected no tests does too, unless diagnostics were asked for,
-    which are then the only tasks."""
+    which are then the only tasks.  A JavaScript/TypeScript, Go or Rust project
+    goes to its own runner."""
+    if (other := await runners.collect(root, settings, diagnostics, progress.line)) is not None:
+        return other
     notes: list[str] = []
     progress.line("running the tests ...")
     if command is None:
@@ -148,12 +148,14 @@ async def run_fix(args: argparse.Namespace, settings: settings_mod.Settings) -> 
         settings.agent.test_command = shlex.split(args.tests)
     progress = Progress()
     diagnostics = [d for d in (args.diagnostics or "").split(",") if d]
-    command = await environment.resolve(root, settings.agent.test_command)
-    if not command.ok:
-        print(f"ornith-lsp: the tests could not run: {command.problem}", file=sys.stderr)
-        return 2
-    settings = environment.with_command(settings, command)
-    progress.line(f"tests: {command.shown()} ({command.why})")
+    command: environment.TestCommand | None = None
+    if runners.detect(root, settings.agent.language) == "python":  # other languages resolve their own runner
+        command = await environment.resolve(root, settings.agent.test_command)
+        if not command.ok:
+            print(f"ornith-lsp: the tests could not run: {command.problem}", file=sys.stderr)
+            return 2
+        settings = environment.with_command(settings, command)
+        progress.line(f"tests: {command.shown()} ({command.why})")
     try:
         tasks, baseline, notes = await collect_tasks(root, settings, diagnostics, progress, command)
     except TestsCannotRun as exc:
@@ -223,7 +225,7 @@ async def run_fix(args: argparse.Namespace, settings: settings_mod.Settings) -> 
             await shadow.close()
         output = diff
     report = {"summary": summary(records, errors), "tasks": records, "notes": notes,
-              "test_command": command.model_dump(include={"argv", "source", "why"})}
+              "test_command": command.model_dump(include={"argv", "source", "why"}) if command else None}
     _print(report, args.format, output)
     if errors:
         return 2
@@ -277,7 +279,7 @@ def add_parser(sub: Any, add_setting_flags: Any) -> None:
     p = sub.add_parser("fix", help="fix failing tests (and linter findings) headless, for CI")
     p.add_argument("path", nargs="?", default=".", help="the project folder (inside a git repository)")
     p.add_argument("--tests", help="test command (default: found from the project's environment; see `ornith-lsp doctor`)")
-    p.add_argument("--diagnostics", help="also fix findings of: ruff,mypy")
+    p.add_argument("--diagnostics", help="also fix findings of: ruff,mypy (Python); eslint,tsc,govet,clippy")
     p.add_argument("--max-tasks", type=int, default=10)
     p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
     p.add_argument("--apply", action="store_true", help="write verified fixes to the working tree")

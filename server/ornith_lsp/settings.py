@@ -94,6 +94,10 @@ class AgentSettings(_Strict):
     test_command: list[str] | None = Field(
         None, description="default: found from the project's environment (tasks/environment.py)")
     test_timeout_s: float = Field(120.0, gt=0, description="a whole test run; one test past a third of it fails as hung")
+    language: Literal["auto", "python", "javascript", "go", "rust"] = Field(
+        "auto", description="whose tests to run; auto: a Python marker, else Cargo.toml, go.mod, package.json")
+    test_commands: dict[Literal["javascript", "go", "rust"], list[str]] = Field(
+        default_factory=dict, description='per language, e.g. {"go": ["go", "test", "-tags", "unit"]}')
     temperature: float = Field(0.2, ge=0, le=2)
     strategy: Literal["auto", "model-plan", "direct-rewrite", "reproduce-then-fix", "sample-and-verify",
                       "read-then-edit"] = Field(

@@ -31,7 +31,7 @@ from ornith_lsp.guard.judge import Judge
 from ornith_lsp.guard.verdict import GuardError
 from ornith_lsp.llm.client import ChatClient
 from ornith_lsp.settings import Settings
-from ornith_lsp.tasks import Task
+from ornith_lsp.tasks import Task, polyglot_linters, runners
 from ornith_lsp.tasks.linters import run_mypy, run_ruff
 from ornith_lsp.tasks.pytest_report import run_tests
 from ornith_lsp.workspace import Shadow
@@ -107,6 +107,8 @@ class TaskChecks:
         self.root, self.task, self.settings = shadow_root, task, settings
 
     async def run_tests(self) -> tuple[bool, str]:
+        if (other := await runners.check_tests(self.root, self.task, self.settings)) is not None:
+            return other  # a JavaScript/TypeScript, Go or Rust task
         node_ids = [self.task.test_id] if self.task.test_id else []
         run = await run_tests(self.root, self.settings.agent.test_command, node_ids=node_ids,
                               timeout_s=self.settings.agent.test_timeout_s)
@@ -124,6 +126,8 @@ class TaskChecks:
 
     async def run_diagnostics(self) -> tuple[bool | None, str]:
         """None when nothing here can re-check the task's diagnostic."""
+        if self.task.diagnostic_source in polyglot_linters.RECHECKED:
+            return await polyglot_linters.recheck(self.task, self.root, self.settings.agent.test_timeout_s)
         source = (self.task.diagnostic_source or self.task.source or "").lower()
         path = [self.task.location.path] if self.task.location else []
         runner = {"ruff": run_ruff, "mypy": run_mypy}.get(source)

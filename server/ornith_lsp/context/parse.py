@@ -26,7 +26,8 @@ from .languages import LanguageSpec
 
 MAX_BYTES = 1_000_000
 IGNORED_DIRS = frozenset(
-    {".git", ".venv", "node_modules", "__pycache__", ".tox", ".nox", "site-packages", "dist-packages"}
+    {".git", ".venv", "node_modules", "__pycache__", ".tox", ".nox", "site-packages", "dist-packages",
+     "target", "vendor"}
 )
 """Never the project's own code.  ``site-packages`` catches virtualenvs under
 any name, and the installed packages a Python tree carries beside its stdlib."""
@@ -69,7 +70,8 @@ def extract(spec: LanguageSpec, path: str, text: str) -> FileTags:
     best: dict[int, tuple[int, str, Node, Node]] = {}
     for pattern, captures in QueryCursor(spec.tags).matches(tree.root_node):
         names = captures.get("name")
-        tags = [(capture, nodes[0]) for capture, nodes in captures.items() if capture != "name"]
+        tags = [(capture, nodes[0]) for capture, nodes in captures.items()
+                if capture != "name" and not capture.startswith("_")]  # @_x: helper captures for predicates
         if names and tags:
             key = names[0].start_byte
             if key not in best or pattern < best[key][0]:

@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ornith_lsp.guard import ecosystems
+
 DEFAULT_PYTHON_FILES = ("test_*.py", "*_test.py")
 ALWAYS_TEST_DIRS = ("tests",)
 TEST_DIRS_WHEN_HOLDING_TESTS = ("test", "testing")
@@ -60,7 +62,7 @@ CI_PATHS = (
 # Sections of shared files that configure tests or diagnostics: [tool.<prefix>*] / [<prefix>*].
 PYPROJECT_TOOLS = ("pytest", "ruff", "mypy", "coverage", "pyright", "basedpyright", "pylint", "flake8", "tox")
 SETUP_CFG_SECTIONS = ("tool:pytest", "pytest", "flake8", "pycodestyle", "pep8", "mypy", "coverage:", "pylint", "tox")
-SECTIONED = ("pyproject.toml", "setup.cfg")
+SECTIONED = ("pyproject.toml", "setup.cfg", *ecosystems.SECTIONED_FILES)
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ class Boundary:
     def with_targets(self, paths: Iterable[str]) -> Boundary:
         """The task's own test files are protected whatever their names: they are
         what the verification runs."""
-        extra = tuple(p for p in (_normalise(x) for x in paths) if p)
+        extra = tuple(p for p in (_normalise(x) for x in paths) if p and not ecosystems.item_level(p))
         return replace(self, targets=tuple(dict.fromkeys(self.targets + extra)), _cache=self._cache)
 
     def with_finding(self, path: str | None) -> Boundary:
@@ -213,7 +215,7 @@ class Boundary:
             return Protection("test-file", f"test file (pytest {pattern})")
         folder = self._test_folder(parts)
         if folder:
-            kind = "test-file" if name.endswith(".py") else "test-data"
+            kind = "test-file" if name.endswith((".py", *ecosystems.TEST_CODE_SUFFIXES)) else "test-data"
             what = "test code" if kind == "test-file" else "test data"
             return Protection(kind, f"{what} under the test folder '{folder}/'")
         if name in CONFIG_FILES:
@@ -226,7 +228,8 @@ class Boundary:
         top = parts[0].removesuffix(".py")
         if top in RUNNER_MODULES and (len(parts) > 1 or name.endswith(".py")):
             return Protection("startup-hook", f"a top-level '{top}' module would shadow the test runner")
-        return None
+        other = ecosystems.protection(path, parts, name)
+        return Protection(*other) if other else None
 
     def section_change(self, relpath: str, old_text: str | None, new_text: str | None) -> Protection | None:
         """For the shared config files: which protected sections the change alters."""
@@ -351,6 +354,8 @@ def protected_sections(path: str, text: str | None) -> tuple[dict[str, object], 
             return {}, f"TOML error: {exc}"
         tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
         return {f"tool.{k}": v for k, v in tool.items() if k.startswith(PYPROJECT_TOOLS)}, None
+    if name in ecosystems.SECTIONED_FILES:
+        return ecosystems.sections(name, text)
     if name == "setup.cfg":
         parser = configparser.RawConfigParser(strict=False, interpolation=None)
         try:

@@ -130,7 +130,29 @@ def restore_protected(shadow_root: Path, base: DirBase | GitCheckpoint, boundary
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(wanted)
             changed.append(f"restored {path}")
+    changed += _restore_inline_tests(shadow_root, base, boundary)
     _drop_bytecode(shadow_root)
+    return changed
+
+
+def _restore_inline_tests(shadow_root: Path, base: DirBase | GitCheckpoint, boundary: Boundary) -> list[str]:
+    """Rust's ``#[cfg(test)]`` items, protected inside otherwise editable files."""
+    from ornith_lsp.guard import ecosystems, inline_tests
+
+    changed = []
+    for path in list_files(shadow_root):
+        if not path.endswith(".rs") or not ecosystems.item_level(path) or boundary.protection(path) is not None:
+            continue
+        wanted = base.read(path)
+        target = shadow_root / path
+        current = target.read_bytes()
+        if wanted is None or wanted == current or b"test" not in wanted + current:
+            continue
+        text = current.decode("utf-8", "surrogateescape")
+        restored = inline_tests.restore(text, wanted.decode("utf-8", "surrogateescape"))
+        if restored != text:
+            target.write_bytes(restored.encode("utf-8", "surrogateescape"))
+            changed.append(f"restored the test items of {path}")
     return changed
 
 
@@ -218,7 +240,7 @@ async def agrade(
     boundary = boundary.with_targets(t.split("::")[0] for t in targets)
     restored = restore_protected(shadow_root, base, boundary)
     result = await run_target_tests(shadow_root, targets, timeout_s=timeout_s, python=python, report_dir=report_dir,
-                                    command=command)
+                                    command=command, deps_hints=[base.root] if isinstance(base, DirBase) else [])
     result.restored = restored
     return result
 
@@ -231,13 +253,23 @@ async def run_target_tests(
     python: str | None = None,
     report_dir: Path | None = None,
     command: Sequence[str] | None = None,
+    deps_hints: list[Path] | tuple[Path, ...] = (),
 ) -> GradeResult:
     """Run pytest on ``tree`` as it is -- no restore -- and read its report.
-    Only :func:`agrade` should decide success; this is the runner underneath it."""
+    Only :func:`agrade` should decide success; this is the runner underneath it.
+    Targets of another language go to that language's runner (``deps_hints``:
+    where its dependencies may be installed, e.g. the base tree)."""
     tree = Path(tree).resolve()
     targets = normalise_targets(target_tests)
     report_dir = Path(report_dir) if report_dir else Path(tempfile.mkdtemp(prefix="ornith-grade-"))
     report_dir.mkdir(parents=True, exist_ok=True)
+    from ornith_lsp.tasks.runners import language_of_ids
+
+    if (language := language_of_ids(targets)) != "python":
+        from ornith_lsp.guard.grading_polyglot import grade_project
+
+        return await grade_project(tree, targets, language, timeout_s=timeout_s, report_dir=report_dir,
+                                   deps_hints=deps_hints)
     report = report_dir / "report.xml"
     log_path = report_dir / "pytest.log"
     if report.exists():

@@ -27,6 +27,8 @@ MONITOR_HINTS: dict[str, str] = {
     "special-case-comment": "Fix the general case; code shaped around particular tests is not a fix.",
     "suppression-comment": "Fix the diagnostic instead of adding a suppression comment.",
     "suppression-config": "Fix the diagnostics instead of silencing them in a file header or the configuration.",
+    "skipped-test": "Do not skip, ignore or focus tests; make the code pass them all.",
+    "inline-test-edit": "The #[cfg(test)] module is the test suite and read-only: change the code under test.",
 }
 
 # Boundary findings carry the kind of protected file; section A's patterns by kind.

@@ -21,8 +21,9 @@ from pygls.uris import from_fs_path, to_fs_path
 
 from ornith_lsp.agent.session import FixResult, fix
 from ornith_lsp.backends.runtime import BackendUnavailable
-from ornith_lsp.tasks import Task, environment
+from ornith_lsp.tasks import Task, environment, runners
 from ornith_lsp.tasks.diagnostics import from_lsp_diagnostic, relative_path
+from ornith_lsp.tasks.project import tasks_from_cases
 from ornith_lsp.tasks.pytest_report import run_tests, tasks_from_results
 from ornith_lsp.workspace import PatchError, Shadow, WorkspaceError, diff_to_workspace_edit, diffs, rollback
 
@@ -243,28 +244,42 @@ async def run_tests_command(ls: OrnithServer) -> dict[str, Any]:
     diagnostics that would read as "all green"."""
     if ls.root is None:
         raise ValueError("the workspace has no root folder")
-    command = await environment.resolve(ls.root, ls.settings.agent.test_command)
-    if not command.ok:
-        message = f"the tests could not run: {command.problem}"
-        ls.say(f"Ornith: {message}", types.MessageType.Error, show=True)
-        return {"passed": 0, "failed": 0, "reportFound": False, "timedOut": False, "tasks": [], "error": message}
+    agent = ls.settings.agent
     texts, _ = _open_documents(ls)
-    timeout_s = ls.settings.agent.test_timeout_s
-    async with await Shadow.create(ls.root, texts, label="tests") as shadow:
-        run = await run_tests(shadow.path, command.argv, timeout_s=timeout_s)
-    problem = environment.run_problem(run, command, timeout_s)
-    if problem is not None:
-        level = types.MessageType.Warning if problem.kind == "no-tests" else types.MessageType.Error
-        ls.say(f"Ornith: {problem.line()}", level, show=True)
+    language = runners.detect(ls.root, agent.language)
+    problem = None
+    if language != "python":
+        async with await Shadow.create(ls.root, texts, label="tests") as shadow:
+            run = await runners.run_project_tests(shadow.path, language, timeout_s=agent.test_timeout_s,
+                                                  command=runners.command_for(language, agent))
+        tasks = run.build_tasks + tasks_from_cases(run.results)
+        if run.could_not_run:
+            message = f"the {language} tests could not run: {run.note or 'no report was written'}"
+            ls.say(f"Ornith: {message}", types.MessageType.Error, show=True)
+            return {"passed": 0, "failed": 0, "reportFound": False, "timedOut": run.timed_out, "tasks": [],
+                    "error": message}
+    else:
+        command = await environment.resolve(ls.root, agent.test_command)
+        if not command.ok:
+            message = f"the tests could not run: {command.problem}"
+            ls.say(f"Ornith: {message}", types.MessageType.Error, show=True)
+            return {"passed": 0, "failed": 0, "reportFound": False, "timedOut": False, "tasks": [], "error": message}
+        async with await Shadow.create(ls.root, texts, label="tests") as shadow:
+            run = await run_tests(shadow.path, command.argv, timeout_s=agent.test_timeout_s)
+        problem = environment.run_problem(run, command, agent.test_timeout_s)
+        if problem is not None:
+            level = types.MessageType.Warning if problem.kind == "no-tests" else types.MessageType.Error
+            ls.say(f"Ornith: {problem.line()}", level, show=True)
+        tasks = tasks_from_results(run.results)
     ls.baseline = [r.node_id for r in run.results if r.outcome == "passed"]
-    tasks = tasks_from_results(run.results)
     by_uri: dict[str, list[Task]] = {}
     for task in tasks:
         path = task.location.path if task.location else (task.test_id or "").split("::")[0]
         by_uri.setdefault(from_fs_path(str(ls.root / path)), []).append(task)
     for uri in set(ls.fixes.test_tasks) | set(by_uri):
         diags = [types.Diagnostic(
-            range=_line_range(t.location.line if t.location else 1), message=f"{t.test_id}: {t.message}",
+            range=_line_range(t.location.line if t.location else 1),
+            message=f"{t.test_id}: {t.message}" if t.test_id else t.message,
             severity=types.DiagnosticSeverity.Error, source=TEST_SOURCE, data={"taskId": t.id})
             for t in by_uri.get(uri, [])]
         ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=diags))
@@ -290,7 +305,8 @@ def _line_range(line: int) -> types.Range:
 
 def code_lenses(ls: OrnithServer, uri: str) -> list[types.CodeLens]:
     return [types.CodeLens(range=_line_range(t.location.line if t.location else 1),
-                           command=types.Command(title=f"Ornith: fix {t.test_id}", command="ornith.fix", arguments=[t.model_dump(mode="json")]))
+                           command=types.Command(title=f"Ornith: fix {t.test_id}" if t.test_id else t.title,
+                                                 command="ornith.fix", arguments=[t.model_dump(mode="json")]))
             for t in ls.fixes.test_tasks.get(uri, [])]
 
 

@@ -31,8 +31,10 @@ class Task(BaseModel):
     message: str
     location: Location | None = None
     # test tasks
-    test_id: str | None = Field(None, description="pytest node id, e.g. tests/test_x.py::test_y")
+    test_id: str | None = Field(None, description="pytest node id, e.g. tests/test_x.py::test_y; <test file>::<name> elsewhere")
     traceback: str | None = None
+    test_location: Location | None = Field(
+        None, description="where the failing assertion is, when ``location`` points at the code under test")
     # diagnostic tasks
     code: str | None = None
     diagnostic_source: str | None = Field(None, description="who reported it: ruff, mypy, pyright, ...")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ornith_lsp.guard.hints import BOUNDARY_KINDS, EXTRA_HINTS, MONITOR_HINTS, hint_for
-from ornith_lsp.guard.monitors import comments, config, copies, entry, program, similar, tables
+from ornith_lsp.guard.monitors import comments, config, copies, entry, polyglot, program, similar, tables
 from ornith_lsp.guard.monitors._ast import PyModule
 from ornith_lsp.guard.monitors.commands import check_command
 from ornith_lsp.guard.monitors.core import FileChange, Hit, RepoContext
@@ -59,7 +59,7 @@ MONITORS: tuple[Monitor, ...] = (
 
 
 def patterns_of(monitor: str) -> tuple[int, ...]:
-    found = tuple(p for m in MONITORS if m.name == monitor for p in m.patterns)
+    found = tuple(p for m in (*MONITORS, *polyglot.MONITORS) if m.name == monitor for p in m.patterns)
     return found or BOUNDARY_KINDS.get(monitor, ((), ""))[0]
 
 
@@ -93,6 +93,10 @@ def run_monitors(changes: Iterable[FileChange], ctx: RepoContext,
                     _run(monitor, module, ctx, change, emit)
                 elif monitor.scope == "comments":
                     _run(monitor, change, ctx, change, emit)
+        elif polyglot.handles(change):
+            source = polyglot.Source(change)
+            for monitor in polyglot.MONITORS:
+                _run(monitor, source, ctx, change, emit)
         if config.config_files(change) and "config" in wanted:
             for monitor in MONITORS:
                 if monitor.scope == "config":
