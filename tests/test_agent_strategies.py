@@ -118,3 +118,25 @@ async def test_native_tool_calls_are_used_when_the_model_makes_them(tmp_path):
     answers = [PLAN, native({"tool": "search"}), native({"tool": "read_file", "path": "calc.py"})]
     result, _, _ = await run(tmp_path / "again", answers, max_turns=3)
     assert "invalid native tool call" in result.report.turns[1].outcome
+
+
+async def test_a_project_in_a_folder_of_a_larger_repository_is_graded_there(tmp_path):
+    """Like the README's demo inside this repository: the tasks name tests from
+    the project folder, the guard grades from the repository's top."""
+    from ornith_lsp.agent.session import fix
+    from ornith_lsp.llm.client import ChatClient
+
+    from agent_repos import CALC, make_repo
+    from policy_double import ScriptedPolicyServer
+    from test_agent_scripted import settings
+
+    files = {f"demo/{k}": v for k, v in CALC.items()}
+    files["demo/pytest.ini"] = "[pytest]\n"
+    files["pyproject.toml"] = "[tool.pytest.ini_options]\ntestpaths = ['nowhere']\n"
+    repo = make_repo(tmp_path / "repo", files)
+    with ScriptedPolicyServer([RIGHT]) as policy:
+        async with ChatClient(policy.url, "scripted") as llm:
+            result = await fix(ASSERT_TASK, root=repo / "demo", llm=llm, settings=settings(strategy="direct-rewrite"),
+                               context_length=32768, baseline=["test_calc.py::test_mul"])
+    assert result.report.status == "fixed", (result.report.reason, result.verdict)
+    assert "grading: 2 target test(s)" in result.report.verification.summary

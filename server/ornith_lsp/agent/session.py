@@ -147,9 +147,15 @@ def _guard_task(task: Task, baseline: Sequence[str], prefix: str = "") -> dict[s
     """The guard's view of the task: the target test plus every test that passed
     before, so a regression fails the grading just like the target would.  A
     diagnostic keeps its location (the boundary follows the task into a test
-    file) and is graded on the baseline too."""
+    file) and is graded on the baseline too.  Paths and test ids are the
+    repository's (``prefix`` is the project folder inside it), like the diff."""
+    def repo(node_id: str) -> str:  # the guard grades from the repository's top, the tasks name tests from the project's
+        return "/".join(p for p in (prefix, node_id) if p)
+
+    baseline = [repo(t) for t in baseline]
     if task.source == "test" and task.test_id:
-        tests = [task.test_id] + [t for t in baseline if t != task.test_id][:MAX_REGRESSION_TESTS]
+        target = repo(task.test_id)
+        tests = [target] + [t for t in baseline if t != target][:MAX_REGRESSION_TESTS]
         return {"kind": "test", "tests": tests}
     loc = task.location
     if loc is None:

@@ -292,6 +292,8 @@ async def _rewrite(agent: Agent, *, rounds: int, repair: bool, reproduce: bool =
 
 
 def _first_failure(detail: str) -> str:
+    """One line for the report and the next prompt: the head, then what names
+    the failure (an assertion, an error, or the guard's findings)."""
     lines = [x for x in detail.splitlines() if x.strip()]
-    interesting = [x for x in lines if "Error" in x or "assert" in x or x.startswith("E ")]
+    interesting = [x for x in lines[1:] if "Error" in x or "assert" in x or x.startswith(("E ", "- ["))]
     return " | ".join((lines[:1] + interesting[:3]))[:400]
