@@ -35,7 +35,7 @@ def test_json_report_and_nothing_changed_by_default(tmp_path):
         res = fix(repo, "--format", "json", endpoint=policy.url)
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
-    assert report["summary"] == {"total": 1, "fixed": 1, "unfixed": 0, "vetoed": 0, "errors": 0}
+    assert report["summary"] == {"total": 1, "fixed": 1, "unfixed": 0, "vetoed": 0, "interrupted": 0, "errors": 0}
     task = report["tasks"][0]
     assert set(task) >= {"id", "source", "target", "status", "scaffold", "steps", "tokens", "cache", "timings",
                          "verification", "diff"}

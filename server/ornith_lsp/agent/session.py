@@ -30,7 +30,7 @@ from ornith_lsp.settings import Settings
 from ornith_lsp.tasks import Task
 from ornith_lsp.tasks.linters import run_mypy, run_ruff
 from ornith_lsp.tasks.pytest_report import run_tests
-from ornith_lsp.workspace import Shadow
+from ornith_lsp.workspace import Shadow, leftovers
 from ornith_lsp.workspace.repo import run_git
 
 CONTEXT_TOKENS = 1500
@@ -147,12 +147,15 @@ async def pristine(shadow: Shadow):
     own tree cannot serve, since it may hold unsaved or newer edits."""
     tmp = Path(tempfile.mkdtemp(prefix="ornith-base-"))
     tree = tmp / "base"
-    run_git(shadow.worktree, "worktree", "add", "--detach", str(tree), shadow.base_commit)
     try:
+        leftovers.mark(tmp, shadow.repo.top, kind="pristine base")
+        run_git(shadow.worktree, "worktree", "add", "--detach", str(tree), shadow.base_commit)
+        leftovers.track(tmp, shadow.repo.top, tree)
         yield tree
     finally:
+        leftovers.untrack(tmp)
         with contextlib.suppress(Exception):
-            run_git(shadow.worktree, "worktree", "remove", "--force", str(tree))
+            leftovers.remove_worktree(shadow.repo.top, tree, tmp)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -291,6 +291,17 @@ def cancel(ls: OrnithServer, task_id: str | None) -> dict[str, Any]:
     return {"cancelled": cancelled}
 
 
+async def cancel_and_wait(ls: OrnithServer, timeout_s: float) -> list[str]:
+    """Cancel every running fix and wait (bounded) until each has reaped its
+    processes and removed its shadow, so a server told to shut down leaves
+    nothing behind."""
+    jobs = [st.job for st in ls.fixes.by_task.values() if st.job is not None and not st.job.done()]
+    cancelled = cancel(ls, None)["cancelled"]
+    if jobs:
+        await asyncio.wait(jobs, timeout=timeout_s)
+    return cancelled
+
+
 def show(ls: OrnithServer, task_id: str) -> dict[str, Any]:
     state = ls.fixes.by_task.get(task_id)
     if state is None:

@@ -116,6 +116,44 @@ def list_checkpoints(root: Path) -> list[Checkpoint]:
     return sorted(found, key=lambda c: (c.created, c.id))
 
 
+# The pruning policy (README "Checkpoints"): a repository keeps at most this
+# many checkpoints, the newest, and none older than this many days.
+KEEP_CHECKPOINTS = 50
+KEEP_DAYS = 30.0
+
+
+def prune_checkpoints(root: Path, *, keep: int = KEEP_CHECKPOINTS, max_age_days: float = KEEP_DAYS,
+                      protect: Sequence[str] = (), now: datetime | None = None) -> list[str]:
+    """Delete the refs of checkpoints beyond the newest ``keep`` or older than
+    ``max_age_days`` (with their fix refs), except those in ``protect``
+    (checkpoints a running session may still roll back to).  Every run and
+    every ``ornith.runTests`` makes one, so without this ``refs/ornith/`` only
+    grows.  The objects go with git's own gc; the user's branches never
+    referred to them.  Returns the pruned ids."""
+    repo = open_repo(root)
+    found = list_checkpoints(root)
+    now = now or datetime.now().astimezone()
+    newest = {c.id for c in found[-keep:]} if keep > 0 else set()
+    doomed = [c for c in found if c.id not in protect
+              and (c.id not in newest or (now - c.created).total_seconds() > max_age_days * 86400)]
+    known = {c.id for c in found}
+    orphan_fixes = [line.removeprefix(FIXES) for line in
+                    str(repo.git("for-each-ref", "--format=%(refname)", FIXES)).splitlines()
+                    if line.removeprefix(FIXES) not in known]
+    if not doomed and not orphan_fixes:
+        return []
+    lines = [f"delete {CHECKPOINTS}{c.id}\n" for c in doomed]
+    lines += [f"delete {FIXES}{cid}\n" for cid in [c.id for c in doomed if c.fix_commit] + orphan_fixes]
+    _update_refs(repo, "".join(lines))
+    return [c.id for c in doomed]
+
+
+def _update_refs(repo: UserRepo, script: str) -> None:
+    """``git update-ref --stdin``: one transaction, so either every listed ref
+    goes or none does."""
+    repo.git("update-ref", "--stdin", stdin=script.encode())
+
+
 def _resolve(repo: UserRepo, checkpoint_id: str) -> str:
     commit = str(repo.git("for-each-ref", "--format=%(objectname)", CHECKPOINTS + checkpoint_id)).strip()
     if not commit or "/" in checkpoint_id:
