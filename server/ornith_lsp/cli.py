@@ -403,7 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = _ClosedPipeTolerant(original)  # type: ignore[assignment]
     try:
         code = args.func(args)
-        sys.stdout.flush()
+        if sys.stdout is not original:
+            sys.stdout.flush()
         return code
     except settings_mod.SettingsError as exc:
         return _fail(str(exc))

@@ -76,6 +76,15 @@ async def collect_tasks(root: Path, settings: settings_mod.Settings, diagnostics
     return tasks, baseline, notes
 
 
+async def _collect_in_shadow(root: Path, settings: settings_mod.Settings, diagnostics: list[str],
+                             progress: Progress) -> tuple[list[Task], list[str], list[str]]:
+    """:func:`collect_tasks` in a shadow of the tree, as the agent's own runs
+    are: whatever the test command or its plugins write (``.pytest_cache/``,
+    ``.benchmarks/``, coverage files) lands there, not in PATH."""
+    async with await Shadow.create(root, label="find tasks") as scratch:
+        return await collect_tasks(scratch.path, settings, diagnostics, progress)
+
+
 def task_record(result: FixResult) -> dict[str, Any]:
     r = result.report
     status = {"fixed": "fixed", "vetoed": "vetoed", "error": "error", "interrupted": "interrupted"}.get(r.status, "unfixed")
@@ -167,7 +176,7 @@ async def _run_fix(args: argparse.Namespace, settings: settings_mod.Settings, st
     records: list[dict[str, Any]] = []
     notes: list[str] = list(housekeeping)
     try:
-        tasks, baseline, found_notes = await collect_tasks(root, settings, diagnostics, progress)
+        tasks, baseline, found_notes = await _collect_in_shadow(root, settings, diagnostics, progress)
         notes += found_notes
     except (WorkspaceError, OSError) as exc:
         print(f"ornith-lsp fix: {exc}", file=sys.stderr)

@@ -25,6 +25,7 @@ from ornith_lsp.tasks import Task
 from ornith_lsp.tasks.diagnostics import from_lsp_diagnostic, relative_path
 from ornith_lsp.tasks.pytest_report import run_tests, tasks_from_results
 from ornith_lsp.workspace import PatchError, Shadow, WorkspaceError, diff_to_workspace_edit, diffs, rollback
+from ornith_lsp.workspace.checkpoints import prune_checkpoints
 
 if TYPE_CHECKING:
     from ornith_lsp.lsp.server import OrnithServer
@@ -239,6 +240,10 @@ async def run_tests_command(ls: OrnithServer) -> dict[str, Any]:
     texts, _ = _open_documents(ls)
     async with await Shadow.create(ls.root, texts, label="tests") as shadow:
         run = await run_tests(shadow.path, ls.settings.agent.test_command, timeout_s=ls.settings.agent.test_timeout_s)
+    # each run leaves a checkpoint: keep refs/ornith/ bounded in a long session
+    in_use = [st.result.checkpoint_id for st in ls.fixes.by_task.values() if st.result and st.result.checkpoint_id]
+    with contextlib.suppress(WorkspaceError, OSError):
+        await asyncio.to_thread(prune_checkpoints, ls.root, protect=in_use)
     ls.baseline = [r.node_id for r in run.results if r.outcome == "passed"]
     tasks = tasks_from_results(run.results)
     by_uri: dict[str, list[Task]] = {}
