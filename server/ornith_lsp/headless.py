@@ -30,7 +30,7 @@ from ornith_lsp.llm.client import ChatClient
 from ornith_lsp.tasks import Task
 from ornith_lsp.tasks.linters import run_mypy, run_ruff
 from ornith_lsp.tasks.pytest_report import run_tests, tasks_from_results
-from ornith_lsp.workspace import Shadow, WorkspaceError, apply_to_tree, diffs, leftovers
+from ornith_lsp.workspace import PatchError, Shadow, WorkspaceError, apply_to_tree, diffs, leftovers
 from ornith_lsp.workspace.repo import run_git
 
 
@@ -259,7 +259,12 @@ async def _run_fix(args: argparse.Namespace, settings: settings_mod.Settings, st
                     head = str(run_git(shadow.worktree, "rev-parse", "HEAD")).strip()
                     run_git(shadow.worktree, "branch", args.branch, head)
                 if args.apply:
-                    apply_to_tree(diff, root)
+                    try:
+                        apply_to_tree(diff, root)
+                    except (PatchError, OSError) as exc:
+                        errors += 1
+                        notes.append(f"--apply failed, nothing in PATH was changed: {exc}")
+                        print(f"ornith-lsp fix: could not apply the verified fixes: {exc}", file=sys.stderr)
             finally:
                 await shadow.close()
         output = diff
