@@ -24,6 +24,8 @@ from ornith_lsp import procs
 from ornith_lsp import settings as settings_mod
 from ornith_lsp.agent.loop import Report
 from ornith_lsp.agent.session import FixResult, fix
+from ornith_lsp.backends import explain
+from ornith_lsp.backends.planner import PlanError
 from ornith_lsp.backends.runtime import Backend, BackendUnavailable, make_plan
 from ornith_lsp.guard.judge import Judge
 from ornith_lsp.llm.client import ChatClient
@@ -192,12 +194,17 @@ async def _run_fix(args: argparse.Namespace, settings: settings_mod.Settings, st
     overlays: dict[str, str] = {}
     backend = None
     if tasks:
-        plan, problems = make_plan(settings)
+        try:
+            plan, problems = make_plan(settings)
+        except PlanError as exc:
+            print(f"ornith-lsp fix: cannot plan a model backend: {exc}", file=sys.stderr)
+            return 2
         backend = Backend(settings, plan, on_event=lambda k, m: progress.line(f"[{k}] {m.splitlines()[0]}"))
         try:
             await backend.start()
         except BackendUnavailable as exc:
-            print(f"ornith-lsp fix: {exc}", file=sys.stderr)
+            progress.done()
+            _backend_failed(str(exc))
             return 2
         except asyncio.CancelledError:
             if not _caught(stop):
@@ -277,6 +284,14 @@ async def _run_fix(args: argparse.Namespace, settings: settings_mod.Settings, st
     if errors:
         return 2
     return 0 if report["summary"]["fixed"] == report["summary"]["total"] else 1
+
+
+def _backend_failed(message: str) -> None:
+    """One line with the reason from the backend's log, then the log's tail."""
+    line, tail = explain.one_line(message)
+    print(f"ornith-lsp fix: the model backend did not start: {line}", file=sys.stderr)
+    for text in tail:
+        print(f"  | {text}", file=sys.stderr)
 
 
 def _interrupted(args: argparse.Namespace, stop: procs.Interruption, records: list[dict[str, Any]],
