@@ -23,6 +23,7 @@ from typing import Any
 from ornith_lsp import procs
 from ornith_lsp import settings as settings_mod
 from ornith_lsp.agent.loop import Report
+from ornith_lsp.agent.recheck import recheck
 from ornith_lsp.agent.session import FixResult, fix
 from ornith_lsp.backends import explain
 from ornith_lsp.backends.planner import PlanError
@@ -236,6 +237,8 @@ async def _run_fix(args: argparse.Namespace, settings: settings_mod.Settings, st
                         errors += 1
                         notes.append(f"{task.id}: {exc}")
                         continue
+                    result = await recheck(result, root=root, settings=settings, overlays=dict(overlays),
+                                           baseline=baseline, judge=judge)
             except asyncio.CancelledError:
                 if not _caught(stop):
                     raise

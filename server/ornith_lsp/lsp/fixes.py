@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 from pygls.uris import from_fs_path, to_fs_path
 
+from ornith_lsp.agent.recheck import recheck
 from ornith_lsp.agent.session import FixResult, fix
 from ornith_lsp.backends.runtime import BackendUnavailable
 from ornith_lsp.tasks import Task
@@ -196,9 +197,17 @@ async def _run_fix(ls: OrnithServer, state: FixState, overlays: dict[str, str]) 
     outcome = "cancelled"
     try:
         async with ls.backend.client() as llm:
-            state.result = await fix(state.task, root=ls.root, llm=llm, settings=ls.settings,
-                                     context_length=ls.backend.plan.context_length, overlays=overlays,
-                                     baseline=ls.baseline, on_event=on_event)
+            result = await fix(state.task, root=ls.root, llm=llm, settings=ls.settings,
+                               context_length=ls.backend.plan.context_length, overlays=overlays,
+                               baseline=ls.baseline, on_event=on_event)
+        # the user may have committed, switched branches or edited files meanwhile:
+        # a fix re-verified on the editor's view now is offered against that view
+        texts, versions = _open_documents(ls)
+        before = len(result.notes)
+        state.result = await recheck(result, root=ls.root, settings=ls.settings, overlays=texts,
+                                     baseline=ls.baseline)
+        if state.result.verified and len(state.result.notes) > before:
+            state.versions = versions
         report = state.result.report
         outcome = f"{report.status}: {report.reason}"[:200]
         if state.result.verified:

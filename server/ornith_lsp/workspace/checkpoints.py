@@ -55,6 +55,19 @@ def create_checkpoint(root: Path, overlays: Mapping[str, str] | None = None, *, 
     repository without commits the checkpoint is an orphan commit.
     """
     repo = open_repo(root)
+    tree = snapshot_tree(root, overlays)
+    checkpoint_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    head = repo.head()
+    commit = _commit(repo, tree, [head] if head else [], label or f"ornith checkpoint {checkpoint_id}")
+    repo.git("update-ref", CHECKPOINTS + checkpoint_id, commit)
+    return Checkpoint(checkpoint_id, commit, datetime.now().astimezone(), label)
+
+
+def snapshot_tree(root: Path, overlays: Mapping[str, str] | None = None) -> str:
+    """The tree id of the workspace as the user sees it (see
+    :func:`create_checkpoint`), without making a commit or a ref: comparing it
+    with a checkpoint's tree says whether anything changed since."""
+    repo = open_repo(root)
     with tempfile.TemporaryDirectory(prefix="ornith-index-") as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         user_index = repo.top / str(repo.git("rev-parse", "--git-path", "index")).strip()
@@ -63,12 +76,7 @@ def create_checkpoint(root: Path, overlays: Mapping[str, str] | None = None, *, 
         repo.git("add", "-A", env=env)
         for rel, text in (overlays or {}).items():
             _overlay(repo, rel, text, env, Path(tmp))
-        tree = str(repo.git("write-tree", env=env)).strip()
-    checkpoint_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-    head = repo.head()
-    commit = _commit(repo, tree, [head] if head else [], label or f"ornith checkpoint {checkpoint_id}")
-    repo.git("update-ref", CHECKPOINTS + checkpoint_id, commit)
-    return Checkpoint(checkpoint_id, commit, datetime.now().astimezone(), label)
+        return str(repo.git("write-tree", env=env)).strip()
 
 
 def _overlay(repo: UserRepo, rel: str, text: str, env: Mapping[str, str], tmp: Path) -> None:
