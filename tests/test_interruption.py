@@ -2,7 +2,7 @@
 processes, real signals, real git worktrees and real test runs.
 
 The model is the ScriptedPolicyServer TEST DOUBLE.  The repository's test
-hangs when it runs inside a shadow tree (it writes its pid first), so a
+hangs once the agent has edited the code (it writes its pid first), so a
 signal is sent while the agent's own test run is in progress: the case where
 something must be reaped."""
 
@@ -26,15 +26,17 @@ from test_agent_scripted import FINISH, GOOD_EDIT, PLAN, READ, STEP_DONE
 
 FIXING = [PLAN, READ, STEP_DONE, GOOD_EDIT, STEP_DONE, FINISH]
 
-# test_add hangs in a shadow tree (after saying where), passes nowhere: the
-# run that collects tasks (in the user's tree) is quick and finds it failing
+# test_add hangs once the agent has edited calc.py (after saying where), so
+# the run that collects tasks is quick and finds it failing, and the agent's
+# own run of the target test is where the signal finds it
 HANGING = {
     **CALC,
     "test_calc.py": (
         "import os, pathlib, time\n"
+        "import calc\n"
         "from calc import add, mul\n\n\n"
         "def test_add():\n"
-        "    if 'ornith-shadow-' in __file__:\n"
+        "    if 'a + b' in pathlib.Path(calc.__file__).read_text():\n"
         "        pathlib.Path(os.environ['HANG_PIDFILE']).write_text(str(os.getpid()))\n"
         "        time.sleep(300)\n"
         "    assert add(2, 3) == 5\n\n\n"

@@ -82,6 +82,10 @@ class AgentSettings(_Strict):
     test_command: list[str] | None = Field(None, description="default: python -m pytest")
     test_timeout_s: float = Field(120.0, gt=0, description="a whole test run; one test past a third of it fails as hung")
     temperature: float = Field(0.2, ge=0, le=2)
+    concurrency: int | None = Field(
+        None, ge=1, le=64, description="fixes the language server runs at once; default: backend.parallel (its slots)"
+    )
+    queue_limit: int = Field(200, ge=1, le=10000, description="fixes that may wait; more are refused with a message")
 
 
 class GuardSettings(_Strict):

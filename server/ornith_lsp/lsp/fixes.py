@@ -44,21 +44,49 @@ class FixState:
     scaffold: dict[str, Any] | None = None
     error: str | None = None
 
+    queued: bool = False
+
     @property
     def status(self) -> str:
         if self.error:
             return "error"
         if self.job is not None and not self.job.done():
-            return "running"
+            return "queued" if self.queued else "running"
+        if self.job is not None and self.job.cancelled() and self.result is None:
+            return "cancelled"
         return self.result.report.status if self.result else "pending"
 
 
 @dataclass
 class Fixes:
-    """What the server remembers between requests: fixes by task id, test tasks by uri."""
+    """What the server remembers between requests: fixes by task id, test tasks
+    by uri, and the queue: at most ``concurrency`` fixes run at once (each
+    holds a backend slot, a shadow and test processes), the rest wait in
+    order, and at most ``queue_limit`` may wait."""
 
     by_task: dict[str, FixState] = field(default_factory=dict)
     test_tasks: dict[str, list[Task]] = field(default_factory=dict)
+    _slots: asyncio.Semaphore | None = None
+    _width: int = 0
+
+    def slots(self, width: int) -> asyncio.Semaphore:
+        """The running-fix slots; a changed width applies to fixes queued from now on."""
+        if self._slots is None or width != self._width:
+            self._slots, self._width = asyncio.Semaphore(width), width
+        return self._slots
+
+    def waiting(self) -> int:
+        return sum(1 for st in self.by_task.values() if st.status == "queued")
+
+    def running(self) -> int:
+        return sum(1 for st in self.by_task.values() if st.status == "running")
+
+
+def concurrency(ls: OrnithServer) -> int:
+    """``agent.concurrency``, else the backend's slots (``backend.parallel``):
+    more fixes at once than slots would only queue inside the backend, each
+    holding a shadow and test processes while it waits."""
+    return ls.settings.agent.concurrency or ls.settings.backend.parallel
 
 
 def _open_documents(ls: OrnithServer) -> tuple[dict[str, str], dict[str, int | None]]:
@@ -108,10 +136,11 @@ def code_actions(ls: OrnithServer, params: types.CodeActionParams) -> list[types
                     title="Ornith: show diff of the verified fix", kind=types.CodeActionKind.Empty,
                     command=types.Command(title="Show diff", command="ornith.showDiff", arguments=[task.id])))
             continue
-        if state and state.status == "running":
+        if state and state.status in ("running", "queued"):
+            title = f"Ornith: fixing… {state.step}" if state.status == "running" else "Ornith: fix queued"
             actions.append(types.CodeAction(
-                title=f"Ornith: fixing… {state.step}", kind=types.CodeActionKind.QuickFix,
-                disabled=types.CodeActionDisabled(reason="a fix for this is running")))
+                title=title, kind=types.CodeActionKind.QuickFix,
+                disabled=types.CodeActionDisabled(reason=f"a fix for this is {state.status}")))
             continue
         actions.append(types.CodeAction(
             title=task.title, kind=types.CodeActionKind.QuickFix, diagnostics=[diag],
@@ -157,13 +186,17 @@ async def start_fix(ls: OrnithServer, task: Task) -> dict[str, Any]:
     if ls.backend is None or ls.backend.endpoint is None:
         raise BackendUnavailable(ls.backend.error if ls.backend and ls.backend.error else "the model backend is not ready")
     existing = ls.fixes.by_task.get(task.id)
-    if existing and existing.status == "running":
-        return {"taskId": task.id, "status": "running"}
+    if existing and existing.status in ("running", "queued"):
+        return {"taskId": task.id, "status": existing.status}
+    if ls.fixes.waiting() >= ls.settings.agent.queue_limit:
+        return {"taskId": task.id, "status": "refused",
+                "reason": f"{ls.fixes.waiting()} fixes are waiting already (agent.queue_limit); "
+                          "cancel some (ornith.cancelAll) or wait"}
     texts, versions = _open_documents(ls)
-    state = FixState(task=task, versions=versions)
+    state = FixState(task=task, versions=versions, queued=True)
     ls.fixes.by_task[task.id] = state
     state.job = asyncio.create_task(_run_fix(ls, state, texts))
-    return {"taskId": task.id, "status": "started"}
+    return {"taskId": task.id, "status": "queued" if ls.fixes.running() >= concurrency(ls) else "started"}
 
 
 async def _run_fix(ls: OrnithServer, state: FixState, overlays: dict[str, str]) -> None:
@@ -172,11 +205,30 @@ async def _run_fix(ls: OrnithServer, state: FixState, overlays: dict[str, str]) 
     if progress:
         with contextlib.suppress(Exception):
             await ls.work_done_progress.create_async(token)
-        ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title=state.task.title, cancellable=True))
+        ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title=state.task.title, cancellable=True,
+                                                                       message="queued"))
         # the client's Cancel button on the progress cancels pygls' token future
         cancelled = ls.work_done_progress.tokens.get(token)
         if cancelled is not None and state.job is not None:
             cancelled.add_done_callback(lambda f: state.job.cancel() if f.cancelled() else None)
+    try:
+        async with ls.fixes.slots(concurrency(ls)):
+            state.queued = False
+            # the buffers as they are when the fix really starts, not when it was queued
+            overlays, state.versions = _open_documents(ls)
+            await _fix_now(ls, state, overlays, token, progress)
+    except asyncio.CancelledError:
+        if state.queued:  # cancelled while waiting: it never started
+            ls.protocol.notify("ornith/fixDone", {"taskId": state.task.id, "status": "cancelled",
+                                                  "reason": "cancelled while queued", "verified": False})
+            if progress:
+                ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message="cancelled"))
+        raise
+
+
+async def _fix_now(ls: OrnithServer, state: FixState, overlays: dict[str, str], token: str, progress: bool) -> None:
+    if progress:
+        ls.work_done_progress.report(token, types.WorkDoneProgressReport(message="started"))
 
     def on_event(kind: str, data: dict[str, Any]) -> None:
         if kind == "plan":
@@ -297,6 +349,7 @@ async def fix_tests(ls: OrnithServer) -> dict[str, Any]:
 
 
 def cancel(ls: OrnithServer, task_id: str | None) -> dict[str, Any]:
+    """Cancel one fix, or every running and queued fix when ``task_id`` is None."""
     cancelled = []
     for tid, state in ls.fixes.by_task.items():
         if (task_id in (None, tid)) and state.job is not None and not state.job.done():
@@ -331,6 +384,12 @@ def show(ls: OrnithServer, task_id: str) -> dict[str, Any]:
 def list_tasks(ls: OrnithServer) -> list[dict[str, Any]]:
     return [{"taskId": tid, "title": st.task.title, "status": st.status, "step": st.step}
             for tid, st in ls.fixes.by_task.items()]
+
+
+def queue_status(ls: OrnithServer) -> dict[str, Any]:
+    """How loaded the fix queue is, for a status bar."""
+    return {"running": ls.fixes.running(), "queued": ls.fixes.waiting(), "concurrency": concurrency(ls),
+            "queueLimit": ls.settings.agent.queue_limit}
 
 
 def roll_back(ls: OrnithServer, task_id: str) -> dict[str, Any]:

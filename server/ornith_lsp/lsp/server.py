@@ -246,6 +246,14 @@ def build(cli_settings: dict[str, Any] | None = None) -> OrnithServer:
     def cancel(ls: OrnithServer, task_id: str | None = None) -> dict[str, Any]:
         return fixes.cancel(ls, task_id)
 
+    @server.command("ornith.cancelAll")
+    def cancel_all(ls: OrnithServer, *args: Any) -> dict[str, Any]:
+        return fixes.cancel(ls, None)
+
+    @server.command("ornith.queue")
+    def queue(ls: OrnithServer, *args: Any) -> dict[str, Any]:
+        return fixes.queue_status(ls)
+
     @server.command("ornith.rollback")
     def roll_back(ls: OrnithServer, task_id: str) -> dict[str, Any]:
         return fixes.roll_back(ls, task_id)
