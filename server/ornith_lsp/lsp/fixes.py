@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ornith_lsp.lsp.server import OrnithServer
 
 TEST_SOURCE = "ornith-tests"
+REMEMBERED_FIXES = 100  # finished fixes kept for code actions, hovers and rollback
 
 
 @dataclass
@@ -74,6 +75,13 @@ class Fixes:
         if self._slots is None or width != self._width:
             self._slots, self._width = asyncio.Semaphore(width), width
         return self._slots
+
+    def forget_oldest(self, keep: int = REMEMBERED_FIXES) -> None:
+        """A long session must not grow without bound: beyond ``keep``
+        finished fixes, the oldest are forgotten (running and queued ones never)."""
+        finished = [tid for tid, st in self.by_task.items() if st.status not in ("running", "queued")]
+        for tid in finished[: max(0, len(finished) - keep)]:
+            del self.by_task[tid]
 
     def waiting(self) -> int:
         return sum(1 for st in self.by_task.values() if st.status == "queued")
@@ -194,7 +202,9 @@ async def start_fix(ls: OrnithServer, task: Task) -> dict[str, Any]:
                           "cancel some (ornith.cancelAll) or wait"}
     texts, versions = _open_documents(ls)
     state = FixState(task=task, versions=versions, queued=True)
+    ls.fixes.by_task.pop(task.id, None)  # re-inserted last: the newest
     ls.fixes.by_task[task.id] = state
+    ls.fixes.forget_oldest()
     state.job = asyncio.create_task(_run_fix(ls, state, texts))
     return {"taskId": task.id, "status": "queued" if ls.fixes.running() >= concurrency(ls) else "started"}
 
@@ -217,6 +227,7 @@ async def _run_fix(ls: OrnithServer, state: FixState, overlays: dict[str, str]) 
             # the buffers as they are when the fix really starts, not when it was queued
             overlays, state.versions = _open_documents(ls)
             await _fix_now(ls, state, overlays, token, progress)
+        await prune(ls)
     except asyncio.CancelledError:
         if state.queued:  # cancelled while waiting: it never started
             ls.protocol.notify("ornith/fixDone", {"taskId": state.task.id, "status": "cancelled",
@@ -301,10 +312,7 @@ async def run_tests_command(ls: OrnithServer) -> dict[str, Any]:
     texts, _ = _open_documents(ls)
     async with await Shadow.create(ls.root, texts, label="tests") as shadow:
         run = await run_tests(shadow.path, ls.settings.agent.test_command, timeout_s=ls.settings.agent.test_timeout_s)
-    # each run leaves a checkpoint: keep refs/ornith/ bounded in a long session
-    in_use = [st.result.checkpoint_id for st in ls.fixes.by_task.values() if st.result and st.result.checkpoint_id]
-    with contextlib.suppress(WorkspaceError, OSError):
-        await asyncio.to_thread(prune_checkpoints, ls.root, protect=in_use)
+    await prune(ls)
     ls.baseline = [r.node_id for r in run.results if r.outcome == "passed"]
     tasks = tasks_from_results(run.results)
     by_uri: dict[str, list[Task]] = {}
@@ -321,6 +329,17 @@ async def run_tests_command(ls: OrnithServer) -> dict[str, Any]:
     _refresh_code_lenses(ls)
     return {"passed": len(ls.baseline), "failed": len(tasks), "reportFound": run.report_found,
             "timedOut": run.timed_out, "tasks": [t.model_dump(mode="json") for t in tasks]}
+
+
+async def prune(ls: OrnithServer) -> None:
+    """Every fix and test run leaves a checkpoint: keep ``refs/ornith/``
+    bounded in a long session.  The checkpoints of verified fixes this server
+    offers stay (a rollback needs them)."""
+    in_use = [st.result.checkpoint_id for st in ls.fixes.by_task.values()
+              if st.result and st.result.verified and st.result.checkpoint_id]
+    if ls.root is not None:
+        with contextlib.suppress(WorkspaceError, OSError):
+            await asyncio.to_thread(prune_checkpoints, ls.root, protect=in_use)
 
 
 def _refresh_code_lenses(ls: OrnithServer) -> None:
