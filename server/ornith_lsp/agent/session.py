@@ -149,14 +149,27 @@ async def pristine(shadow: Shadow):
     tree = tmp / "base"
     try:
         leftovers.mark(tmp, shadow.repo.top, kind="pristine base")
-        run_git(shadow.worktree, "worktree", "add", "--detach", str(tree), shadow.base_commit)
+        await _off_loop(run_git, shadow.worktree, "worktree", "add", "--detach", str(tree), shadow.base_commit)
         leftovers.track(tmp, shadow.repo.top, tree)
         yield tree
     finally:
         leftovers.untrack(tmp)
         with contextlib.suppress(Exception):
-            leftovers.remove_worktree(shadow.repo.top, tree, tmp)
+            await _off_loop(leftovers.remove_worktree, shadow.repo.top, tree, tmp)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _off_loop(fn: Callable[..., Any], *args: Any) -> Any:
+    """git in a thread, so the editor's requests are answered meanwhile; a
+    cancelled caller still waits for it to finish, so nothing it was making
+    (a worktree) is left half-registered behind the clean-up."""
+    job = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await job
+        raise
 
 
 def top_level_diff(shadow: Shadow) -> str:
@@ -188,7 +201,7 @@ async def fix(task: Task, *, root: Path, llm: ChatClient, settings: Settings, co
         guard_task = _guard_task(task, baseline)
 
         async def verify() -> Verification:
-            diff = top_level_diff(shadow)
+            diff = await _off_loop(top_level_diff, shadow)
             if not diff.strip():
                 return Verification(ok=False, summary="no change was made")
             try:
@@ -215,10 +228,10 @@ async def fix(task: Task, *, root: Path, llm: ChatClient, settings: Settings, co
                         context_length=context_length, temperature=settings.agent.temperature)
         loop = Loop(task, llm=llm, tools=tools, verify=verify, context=context, limits=limits, on_event=on_event)
         result.report = await loop.run()
-        result.diff = shadow.diff()
+        result.diff = await _off_loop(shadow.diff)
         result.verified = result.report.status == "fixed"
         if result.verified:
-            shadow.record_fix(label=task.title)
+            await _off_loop(shadow.record_fix, task.title)
     finally:
         await shadow.close()
     return result
