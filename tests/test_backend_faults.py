@@ -46,3 +46,38 @@ def test_the_cause_is_read_from_the_log(log, why):
     line, tail = explain.one_line("llamacpp exited with code 1 during start-up; log /x.log:\n" + log)
     assert line.startswith("llamacpp exited with code 1") and (why is None or why in line)
     assert tail == [x for x in log.splitlines() if x.strip()][-8:]
+
+
+async def test_a_port_taken_between_the_check_and_the_bind_is_retried(tmp_path, monkeypatch, llama_server, embedded_model):
+    """Another process takes the free port first: the REAL llama-server
+    cannot bind and exits; the supervisor picks another port, once."""
+    import socket
+
+    from ornith_lsp import procs
+    from ornith_lsp import settings as settings_mod
+    from ornith_lsp.backends.runtime import Backend, make_plan
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    real_free_port = procs.free_port
+    handed = []
+
+    def free_port(host: str = "127.0.0.1") -> int:
+        handed.append(taken if not handed else real_free_port(host))
+        return handed[-1]
+
+    monkeypatch.setattr(procs, "free_port", free_port)
+    s = settings_mod.load(None, cli={"backend": {"kind": "embedded"}, "log_dir": str(tmp_path / "logs")}, environ={})
+    events: list[tuple[str, str]] = []
+    backend = Backend(s, make_plan(s)[0], on_event=lambda k, m: events.append((k, m)))
+    try:
+        await backend.start()
+        status = await backend.status()
+        assert status["state"] == "ready", status
+        assert len(handed) == 2 and f":{handed[1]}/" in status["endpoint"]
+        assert any(f"port {taken} was taken meanwhile" in m for _, m in events), events
+    finally:
+        await backend.stop()
+        squatter.close()
