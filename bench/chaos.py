@@ -39,9 +39,8 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 sys.path.insert(0, str(TESTS))
 
-from common import headline, write  # noqa: E402
-
 from agent_repos import CALC, git, make_repo  # noqa: E402
+from common import headline, write  # noqa: E402
 from lsp_wire import Wire  # noqa: E402
 from test_agent_scripted import FINISH, GOOD_EDIT, PLAN, READ, STEP_DONE  # noqa: E402
 from test_interruption import HANGING  # noqa: E402

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from agent_repos import CALC, make_repo
 from ornith_lsp.backends import explain
 

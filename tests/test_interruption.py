@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from agent_repos import CALC, git, make_repo, snapshot
 from conftest import alive, wait_until
 from lsp_wire import Wire
@@ -184,7 +183,12 @@ def test_a_running_owner_is_never_swept(tmp_path):
 def test_checkpoints_are_pruned_by_count_and_age(tmp_path):
     from datetime import timedelta
 
-    from ornith_lsp.workspace.checkpoints import create_checkpoint, list_checkpoints, prune_checkpoints, record_fix
+    from ornith_lsp.workspace.checkpoints import (
+        create_checkpoint,
+        list_checkpoints,
+        prune_checkpoints,
+        record_fix,
+    )
 
     repo = make_repo(tmp_path / "repo", CALC)
     for i in range(5):

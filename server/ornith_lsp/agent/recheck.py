@@ -15,7 +15,13 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
-from ornith_lsp.agent.session import FixResult, _guard_task, _off_loop, pristine, top_level_diff
+from ornith_lsp.agent.session import (
+    FixResult,
+    _guard_task,
+    _off_loop,
+    pristine,
+    top_level_diff,
+)
 from ornith_lsp.guard.check import acheck_diff
 from ornith_lsp.guard.judge import Judge
 from ornith_lsp.guard.verdict import GuardError

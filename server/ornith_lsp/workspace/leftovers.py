@@ -20,7 +20,6 @@ Three layers make interruption a normal ending:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
