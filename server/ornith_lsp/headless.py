@@ -153,6 +153,10 @@ async def run_fix(args: argparse.Namespace, settings: settings_mod.Settings) -> 
     stop = procs.Interruption(on_hard_exit=leftovers.remove_tracked).install()
     try:
         return await _run_fix(args, settings, stop)
+    except asyncio.CancelledError:
+        if not _caught(stop):
+            raise
+        return _interrupted(args, stop, [], [f"{stop.reason} before any task was started"])
     finally:
         stop.uninstall()
 
