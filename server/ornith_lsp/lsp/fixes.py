@@ -235,6 +235,10 @@ async def _run_fix(ls: OrnithServer, state: FixState, overlays: dict[str, str]) 
             if progress:
                 ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message="cancelled"))
         raise
+    finally:
+        # pygls keeps every progress token's future, and ours holds the fix
+        # through its cancel callback: a long session would keep every fix alive
+        ls.work_done_progress.tokens.pop(token, None)
 
 
 async def _fix_now(ls: OrnithServer, state: FixState, overlays: dict[str, str], token: str, progress: bool) -> None:
