@@ -51,11 +51,11 @@ class FixState:
     def status(self) -> str:
         if self.error:
             return "error"
+        if self.result is not None:  # done, though the job may still be tidying up
+            return self.result.report.status
         if self.job is not None and not self.job.done():
             return "queued" if self.queued else "running"
-        if self.job is not None and self.job.cancelled() and self.result is None:
-            return "cancelled"
-        return self.result.report.status if self.result else "pending"
+        return "cancelled" if self.job is not None and self.job.cancelled() else "pending"
 
 
 @dataclass
