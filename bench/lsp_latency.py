@@ -12,7 +12,17 @@ started with ``ornith.fix`` is running (restarted whenever it ends) and
 llama-server's ``/slots`` says the slot is processing before and after the
 request.  Figures: p50 and p99 of each, and busy / idle.
 
+``--queue N``: the editor fires many fixes at once instead.  A repository
+with N failing tests, ``ornith.fixTests`` queues a fix for each (the queue
+runs ``agent.concurrency`` at a time, 2 here), and hover and codeAction are
+timed while the queue drains.  The model is the ScriptedPolicyServer TEST
+DOUBLE (tests/policy_double.py, answering after 0.2 s): fifty real fixes with
+the embedded model would take hours here, and what is measured is the
+server's event loop, not the model.  Figures: p50/p99 idle and while the
+queue runs, the queue's drain time, tasks finished, leftover worktrees.
+
     python bench/lsp_latency.py [--samples 300] [--quick]
+    python bench/lsp_latency.py --queue 50 [--quick]
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,7 +64,7 @@ class Editor:
         def _fix_done(params: Any) -> None:
             self.fix_done.set()
 
-        for method in ("ornith/plan", types.WINDOW_LOG_MESSAGE, types.WINDOW_SHOW_MESSAGE):
+        for method in ("ornith/plan", "ornith/step", types.WINDOW_LOG_MESSAGE, types.WINDOW_SHOW_MESSAGE):
             self.client.feature(method)(lambda params: None)
 
     async def start(self, repo: Path, options: dict) -> None:
@@ -207,6 +218,88 @@ async def main(samples: int, busy_limit_s: float, quick: bool) -> dict:
     return result
 
 
+def queue_repo(n: int) -> dict[str, str]:
+    """N failing tests over one bug, each its own task."""
+    tests = "".join(f"\n\ndef test_add_{k}():\n    assert add({k}, 1) == {k + 1}\n" for k in range(n))
+    return {"calc.py": "def add(a, b):\n    return a - b\n",
+            "test_calc.py": "from calc import add\n" + tests}
+
+
+async def queue_main(n: int, samples: int) -> dict:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from policy_double import ScriptedPolicyServer
+
+    read = {"thought": "look", "tool": "read_file", "path": "calc.py"}
+    plan = {"goal": "fix add", "strategy": "read then fix",
+            "steps": [{"intent": "read calc.py", "tools": ["read_file"], "check": {"kind": "context_read", "description": ""}}],
+            "replan_when": [], "budget": {"turns": 6, "tokens": 20000}}
+    with tempfile.TemporaryDirectory(prefix="ornith-lsp-queue-") as tmp, \
+            ScriptedPolicyServer(([plan] + [read] * 5) * n, delay_s=0.2) as policy:
+        repo = make_repo(Path(tmp) / "repo", queue_repo(n))
+        options = {"backend": {"kind": "remote", "endpoint": policy.url, "model": "scripted"},
+                   "agent": {"max_turns": 6, "test_timeout_s": 60, "concurrency": 2, "queue_limit": max(n, 1)}}
+        editor = Editor()
+        try:
+            await editor.start(repo, options)
+            while (await editor.command("ornith.backendStatus"))["state"] != "ready":
+                await asyncio.sleep(0.1)
+            summary = await editor.command("ornith.runTests")
+            test_uri = (repo / "test_calc.py").as_uri()
+            diags = editor.diagnostics.get(test_uri) or []
+            assert summary["failed"] == n and len(diags) == n, summary
+            action_params = types.CodeActionParams(
+                text_document=types.TextDocumentIdentifier(uri=test_uri), range=diags[0].range,
+                context=types.CodeActionContext(diagnostics=diags[:1]))
+            hover_params = types.HoverParams(text_document=types.TextDocumentIdentifier(uri=test_uri),
+                                             position=diags[0].range.start)
+
+            async def timed(kind: str) -> float:
+                t0 = time.perf_counter()
+                if kind == "codeAction":
+                    await editor.request(types.TEXT_DOCUMENT_CODE_ACTION, action_params)
+                else:
+                    await editor.request(types.TEXT_DOCUMENT_HOVER, hover_params)
+                return (time.perf_counter() - t0) * 1000
+
+            kinds = ("codeAction", "hover")
+            idle: dict[str, list[float]] = {k: [] for k in kinds}
+            busy: dict[str, list[float]] = {k: [] for k in kinds}
+            for _ in range(samples):
+                for kind in kinds:
+                    idle[kind].append(await timed(kind))
+                    await asyncio.sleep(0.01)
+            t0 = time.monotonic()
+            started = await editor.command("ornith.fixTests")
+            queued_at_start = await editor.command("ornith.queue")
+            peak_queued = queued_at_start["queued"]
+            while True:
+                q = await editor.command("ornith.queue")
+                peak_queued = max(peak_queued, q["queued"])
+                if q["running"] == 0 and q["queued"] == 0:
+                    break
+                for kind in kinds:
+                    busy[kind].append(await timed(kind))
+                    await asyncio.sleep(0.01)
+            drain_s = time.monotonic() - t0
+            tasks = await editor.command("ornith.tasks")
+        finally:
+            await editor.stop()
+        worktrees = subprocess.run(["git", "worktree", "list"], cwd=repo, capture_output=True, text=True).stdout
+    finished = sum(1 for t in tasks if t["status"] not in ("running", "queued"))
+    result: dict[str, Any] = {
+        "mode": "queue", "tasks": n, "concurrency": 2, "samples_idle_per_kind": samples,
+        "started": len(started["started"]), "peak_queued": peak_queued, "finished": finished,
+        "drain_s": round(drain_s, 1), "tasks_per_min": round(finished / drain_s * 60, 1) if drain_s else None,
+        "worktrees_left": worktrees.count("\n") - 1,
+        "idle": {k: stats(v) for k, v in idle.items()}, "queue_running": {k: stats(v) for k, v in busy.items()},
+        "raw_ms": {"idle": idle, "queue_running": busy},
+    }
+    result["headline"] = [
+        headline(f"{k} p99 while {n} fixes queue (ms)", result["queue_running"][k]["p99_ms"], "ms") for k in kinds
+    ] + [headline(f"{n}-fix queue drained in (s)", result["drain_s"], "s")]
+    return result
+
+
 def _ms(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.1f}"
 
@@ -216,7 +309,21 @@ if __name__ == "__main__":
     p.add_argument("--samples", type=int, default=300, help="per request kind, idle and busy")
     p.add_argument("--busy-limit-s", type=float, default=900, help="stop sampling the busy phase after this")
     p.add_argument("--quick", action="store_true", help="20 samples each, at most 60 s busy")
+    p.add_argument("--queue", type=int, metavar="N", help="time requests while N queued fixes run (scripted model)")
     a = p.parse_args()
+    if a.queue:
+        n = min(a.queue, 6) if a.quick else a.queue
+        result = asyncio.run(queue_main(n, 20 if a.quick else 100))
+        path = write("lsp_queue_latency", result, a.quick)
+        print(f"{n} fixes, concurrency 2: drained in {result['drain_s']} s, {result['finished']} finished, "
+              f"peak {result['peak_queued']} queued, {result['worktrees_left']} worktrees left")
+        print(f"{'request':<12}{'phase':<14}{'n':>5}{'p50 ms':>10}{'p99 ms':>10}")
+        for k in ("codeAction", "hover"):
+            for phase in ("idle", "queue_running"):
+                st = result[phase][k]
+                print(f"{k:<12}{phase:<14}{st['n']:>5}{_ms(st['p50_ms']):>10}{_ms(st['p99_ms']):>10}")
+        print(f"-> {path}")
+        raise SystemExit(0)
     samples, limit = (20, 60) if a.quick else (a.samples, a.busy_limit_s)
     result = asyncio.run(main(samples, limit, a.quick))
     path = write("lsp_latency", result, a.quick)

@@ -34,6 +34,16 @@ def embedded_model() -> Path:
     return embedded.find_embedded_model("tiny")
 
 
+# Limits of the tests that run the REAL embedded model, nested so the inner
+# one always fires first and says what ran out: the agent's wall budget <
+# the subprocess' timeout < pytest's timeout.  Sized for a 2-core machine that
+# is also running another llama-server (generation there measured at ~2
+# tokens/s for SmolLM2-135M, a 1.5k-token prefill at ~27 tokens/s).
+REAL_MODEL_WALL_S = 360
+REAL_MODEL_PROCESS_S = 600
+REAL_MODEL_TEST_S = 720
+
+
 # Every process this test run starts inherits this tag, so the leak check below
 # only ever looks at (and kills) our own llama-servers, never another run's.
 RUN_TAG = f"OLSP_TEST_RUN={uuid.uuid4().hex}"

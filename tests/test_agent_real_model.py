@@ -17,15 +17,16 @@ from ornith_lsp.agent.strategies import BUILTIN
 
 from agent_repos import CALC, make_repo, snapshot
 from bench_support import embedded
+from conftest import REAL_MODEL_TEST_S, REAL_MODEL_WALL_S
 from test_agent_scripted import TASK
 
-pytestmark = pytest.mark.usefixtures("no_new_llama_servers")
+pytestmark = [pytest.mark.usefixtures("no_new_llama_servers"), pytest.mark.timeout(REAL_MODEL_TEST_S)]
 
 
 async def test_real_model_runs_the_loop_within_budget_and_reports_honestly(tmp_path):
     repo = make_repo(tmp_path / "repo", CALC)
     before = snapshot(repo)
-    s = settings_mod.load(None, cli={"agent": {"max_turns": 4, "max_output_tokens": 192, "max_wall_s": 240,
+    s = settings_mod.load(None, cli={"agent": {"max_turns": 4, "max_output_tokens": 96, "max_wall_s": REAL_MODEL_WALL_S,
                                                "test_timeout_s": 60},
                                      "backend": {"kind": "embedded", "embedded_model": "tiny"},
                                      "log_dir": str(tmp_path / "logs")}, environ={})

@@ -152,3 +152,28 @@ def test_compute_buffer():
     assert per_token["on"] == d["planner_mask_bytes_per_token"]
     assert per_token["off"] > 4 * per_token["on"]
     assert 0 < d["fixed_mib_flash_attn"] <= d["planner_fixed_bound_mib"]
+def test_lsp_queue_latency():
+    started = time.time()
+    proc = subprocess.run([sys.executable, str(BENCH / "lsp_latency.py"), "--queue", "6", "--quick"], cwd=BENCH,
+                          capture_output=True, text=True, timeout=840)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    path = RESULTS / "lsp_queue_latency.quick.json"
+    assert path.stat().st_mtime >= started - 1
+    d = json.loads(path.read_text())
+    assert d["tasks"] == 6 and d["finished"] == 6 and d["worktrees_left"] == 0
+    assert d["peak_queued"] >= 1  # more fixes than the concurrency of 2 did wait
+    assert all(positive(d["queue_running"][k]["p99_ms"]) for k in ("codeAction", "hover"))
+
+
+def test_soak():
+    d = run_quick("soak")
+    assert d["tasks"] == 15 and sum(d["statuses"].values()) == 15
+    assert d["worktrees_left"] == 0 and d["shadow_dirs_left"] == 0 and d["child_processes_at_end"] == 0
+    assert d["exit_code"] == 0 and isinstance(d["rss_growth_kib"], int)
+
+
+def test_chaos():
+    d = run_quick("chaos")
+    assert d["runs"] == d["faults_injected"] >= 10
+    assert (d["tasks_lost"], d["files_corrupted"], d["processes_left"], d["worktrees_left"]) == (0, 0, 0, 0), d["per_run"]
+    assert d["behaved_as_specified"] == d["runs"], [r for r in d["per_run"] if not r["ok"]]

@@ -50,7 +50,8 @@ async def test_initialize_advertises_only_what_exists_and_backend_comes_up(edito
     caps = editor.init_result.capabilities
     assert sorted(caps.execute_command_provider.commands) == sorted([
         "ornith.backendStatus", "ornith.fix", "ornith.fixTests", "ornith.runTests", "ornith.apply",
-        "ornith.showDiff", "ornith.showPlan", "ornith.cancel", "ornith.rollback", "ornith.tasks"])
+        "ornith.showDiff", "ornith.showPlan", "ornith.cancel", "ornith.cancelAll", "ornith.queue", "ornith.rollback",
+        "ornith.tasks"])
     assert list(caps.code_action_provider.code_action_kinds) == [types.CodeActionKind.QuickFix]
     assert caps.code_lens_provider is not None and caps.hover_provider
     for absent in ("completion_provider", "definition_provider", "document_formatting_provider"):

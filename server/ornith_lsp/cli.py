@@ -81,8 +81,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = build(cli_layer)
 
     def _reap(*_: Any) -> None:
+        """Everything this server started goes with it: the backend, test and
+        linter runs of fixes still going, and their shadow worktrees."""
+        from ornith_lsp.workspace import leftovers
+
         if server.backend is not None:
             server.backend.kill_now()
+        procs.kill_all_groups()
+        leftovers.remove_tracked()
 
     def _on_sigterm(signum: int, frame: Any) -> None:
         """Exit at once: a graceful asyncio shutdown would wait for the thread
@@ -120,6 +126,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     found.report["tests"] = tests.model_dump(mode="json")
     if tests.problem:
         found.problems.append(f"the tests could not run: {tests.problem}")
+    found.report["leftovers"] = _leftovers(args.root)
     if args.json:
         print(json.dumps(found.report, indent=2))
     else:
@@ -127,6 +134,19 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if found.plan is None:
         return _fail(f"cannot plan a backend: {found.report['error']}")
     return 0
+
+
+def _leftovers(root: Path) -> list[dict[str, Any]]:
+    """Shadow worktrees and directories of earlier runs that died (their owner
+    process is gone); ``fix`` and ``serve`` remove them when they start."""
+    from ornith_lsp.workspace import WorkspaceError, leftovers
+    from ornith_lsp.workspace.repo import open_repo
+
+    try:
+        repos = [open_repo(root).top]
+    except WorkspaceError:
+        repos = []
+    return [item.model_dump() for item in leftovers.find(repos)]
 
 
 def _print_doctor(report: dict[str, Any], the_plan: Any, problems: list[str]) -> None:
@@ -173,6 +193,9 @@ def _print_doctor(report: dict[str, Any], the_plan: Any, problems: list[str]) ->
                 print(f"  - {reason}")
     for problem in problems:
         print(f"problem: {problem}")
+    for item in report.get("leftovers") or []:
+        print(f"leftover: {item['path']} ({item['kind']}): {item['reason']}; "
+              "the next `ornith-lsp fix` or `serve` here removes it")
 
 
 # -- pull -------------------------------------------------------------------------------
@@ -344,11 +367,55 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class _ClosedPipeTolerant:
+    """stdout for commands whose output may be piped into ``head``: once the
+    reader has gone, the rest of the output goes nowhere and the command ends
+    as it would have, with its own exit code and no BrokenPipeError."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.closed_by_reader = False
+
+    def _gone(self) -> None:
+        self.closed_by_reader = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._gone()
+            try:
+                self._stream.flush()  # the buffered rest now goes to /dev/null
+            except (BrokenPipeError, ValueError):
+                pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    original = sys.stdout
+    if args.command != "serve":  # serve's stdout is the protocol's, left alone
+        sys.stdout = _ClosedPipeTolerant(original)  # type: ignore[assignment]
     try:
-        return args.func(args)
+        code = args.func(args)
+        if sys.stdout is not original:
+            sys.stdout.flush()
+        return code
     except settings_mod.SettingsError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
@@ -356,3 +423,5 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a last line of defence: one line, not a traceback
         logging.getLogger("ornith_lsp").debug("unhandled", exc_info=True)
         return _fail(f"{type(exc).__name__}: {exc}")
+    finally:
+        sys.stdout = original

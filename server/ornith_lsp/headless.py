@@ -5,7 +5,9 @@ verified fixes to the working tree, ``--patch`` writes them as one diff,
 ``--branch`` commits them on a new branch without touching the checkout.
 Fixes are made one after another, each starting from the previous verified
 fixes (laid over the tree as unsaved buffers would be), so they never
-conflict with each other.  Exit 0: every task fixed; 1: some left; 2: error.
+conflict with each other.  Exit 0: every task fixed; 1: some left; 2: error;
+128 + the signal number when interrupted (130 SIGINT, 143 SIGTERM, 129
+SIGHUP), after printing the report of what was done so far.
 """
 
 from __future__ import annotations
@@ -19,8 +21,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ornith_lsp import procs
 from ornith_lsp import settings as settings_mod
+from ornith_lsp.agent.loop import Report
+from ornith_lsp.agent.recheck import recheck
 from ornith_lsp.agent.session import FixResult, fix
+from ornith_lsp.backends import explain
+from ornith_lsp.backends.planner import PlanError
 from ornith_lsp.backends.runtime import Backend, BackendUnavailable, make_plan
 from ornith_lsp.guard.judge import Judge
 from ornith_lsp.llm.client import ChatClient
@@ -28,7 +35,7 @@ from ornith_lsp.tasks import Task, environment, runners
 from ornith_lsp.tasks.runners import TestsCannotRun
 from ornith_lsp.tasks.linters import run_mypy, run_ruff
 from ornith_lsp.tasks.pytest_report import run_tests, tasks_from_results
-from ornith_lsp.workspace import Shadow, WorkspaceError, apply_to_tree, diffs
+from ornith_lsp.workspace import PatchError, Shadow, WorkspaceError, apply_to_tree, diffs, leftovers
 from ornith_lsp.workspace.repo import run_git
 
 
@@ -86,9 +93,19 @@ async def collect_tasks(root: Path, settings: settings_mod.Settings, diagnostics
     return tasks, baseline, notes
 
 
+async def _collect_in_shadow(root: Path, settings: settings_mod.Settings, diagnostics: list[str],
+                             progress: Progress, command: environment.TestCommand | None = None,
+                             ) -> tuple[list[Task], list[str], list[str]]:
+    """:func:`collect_tasks` in a shadow of the tree, as the agent's own runs
+    are: whatever the test command or its plugins write (``.pytest_cache/``,
+    ``.benchmarks/``, coverage files) lands there, not in PATH."""
+    async with await Shadow.create(root, label="find tasks") as scratch:
+        return await collect_tasks(scratch.path, settings, diagnostics, progress, command)
+
+
 def task_record(result: FixResult) -> dict[str, Any]:
     r = result.report
-    status = {"fixed": "fixed", "vetoed": "vetoed", "error": "error"}.get(r.status, "unfixed")
+    status = {"fixed": "fixed", "vetoed": "vetoed", "error": "error", "interrupted": "interrupted"}.get(r.status, "unfixed")
     t = result.task
     target = t.test_id or (f"{t.location.path}:{t.location.line}" if t.location else "")
     return {
@@ -110,10 +127,17 @@ def task_record(result: FixResult) -> dict[str, Any]:
     }
 
 
+def interrupted_record(task: Task, reason: str, wall_s: float) -> dict[str, Any]:
+    """The record of the task that was running when the run was interrupted:
+    its work is gone with its shadow, the reason says why."""
+    report = Report(task_id=task.id, status="interrupted", reason=reason, wall_s=round(wall_s, 1))
+    return task_record(FixResult(task=task, report=report))
+
+
 def summary(records: list[dict[str, Any]], errors: int) -> dict[str, int]:
     count = lambda s: sum(1 for r in records if r["status"] == s)  # noqa: E731
     return {"total": len(records), "fixed": count("fixed"), "unfixed": count("unfixed"),
-            "vetoed": count("vetoed"), "errors": count("error") + errors}
+            "vetoed": count("vetoed"), "interrupted": count("interrupted"), "errors": count("error") + errors}
 
 
 def to_sarif(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -143,6 +167,31 @@ async def combined_diff(root: Path, overlays: dict[str, str]) -> tuple[str, Shad
 
 
 async def run_fix(args: argparse.Namespace, settings: settings_mod.Settings) -> int:
+    """The run, with SIGINT/SIGTERM/SIGHUP turned into a normal ending."""
+    stop = procs.Interruption(on_hard_exit=leftovers.remove_tracked).install()
+    try:
+        return await _run_fix(args, settings, stop)
+    except asyncio.CancelledError:
+        if not _caught(stop):
+            raise
+        return _interrupted(args, stop, [], [f"{stop.reason} before any task was started"])
+    finally:
+        stop.uninstall()
+
+
+def _caught(stop: procs.Interruption) -> bool:
+    """Whether a CancelledError is our interruption (then it is taken back, so
+    clean-up and the report can still await); any other cancellation goes on."""
+    if stop.signum is None:
+        return False
+    task = asyncio.current_task()
+    if task is not None:
+        while task.cancelling():
+            task.uncancel()
+    return True
+
+
+async def _run_fix(args: argparse.Namespace, settings: settings_mod.Settings, stop: procs.Interruption) -> int:
     root = Path(args.path).resolve()
     if settings.agent.test_command is None and args.tests:
         settings.agent.test_command = shlex.split(args.tests)
@@ -156,8 +205,12 @@ async def run_fix(args: argparse.Namespace, settings: settings_mod.Settings) -> 
             return 2
         settings = environment.with_command(settings, command)
         progress.line(f"tests: {command.shown()} ({command.why})")
+    housekeeping = await asyncio.to_thread(leftovers.tidy, root)
+    records: list[dict[str, Any]] = []
+    notes: list[str] = list(housekeeping)
     try:
-        tasks, baseline, notes = await collect_tasks(root, settings, diagnostics, progress, command)
+        tasks, baseline, found_notes = await _collect_in_shadow(root, settings, diagnostics, progress, command)
+        notes += found_notes
     except TestsCannotRun as exc:
         progress.done()
         print(f"ornith-lsp: {exc}", file=sys.stderr)
@@ -165,19 +218,36 @@ async def run_fix(args: argparse.Namespace, settings: settings_mod.Settings) -> 
     except (WorkspaceError, OSError) as exc:
         print(f"ornith-lsp fix: {exc}", file=sys.stderr)
         return 2
+    except asyncio.CancelledError:
+        if not _caught(stop):
+            raise
+        progress.done()
+        notes.append(f"{stop.reason} while running the tests; no task was started")
+        return _interrupted(args, stop, records, notes)
     tasks = tasks[: args.max_tasks]
-    records: list[dict[str, Any]] = []
     errors = 0
     overlays: dict[str, str] = {}
     backend = None
     if tasks:
-        plan, problems = make_plan(settings)
+        try:
+            plan, problems = make_plan(settings)
+        except PlanError as exc:
+            print(f"ornith-lsp fix: cannot plan a model backend: {exc}", file=sys.stderr)
+            return 2
         backend = Backend(settings, plan, on_event=lambda k, m: progress.line(f"[{k}] {m.splitlines()[0]}"))
         try:
             await backend.start()
         except BackendUnavailable as exc:
-            print(f"ornith-lsp fix: {exc}", file=sys.stderr)
+            progress.done()
+            _backend_failed(str(exc))
             return 2
+        except asyncio.CancelledError:
+            if not _caught(stop):
+                raise
+            await backend.stop()
+            progress.done()
+            notes.append(f"{stop.reason} while the model backend was starting; no task was started")
+            return _interrupted(args, stop, records, notes)
     try:
         for n, task in enumerate(tasks, 1):
             label = f"[{n}/{len(tasks)}] {task.title[:60]}"
@@ -189,17 +259,28 @@ async def run_fix(args: argparse.Namespace, settings: settings_mod.Settings) -> 
                 elif kind in ("plan", "verify", "done"):
                     progress.line(f"{label}: {kind} {data.get('status') or ''}".rstrip())
 
-            async with backend.client() as llm:
-                judge = _judge(settings, backend)
-                try:
-                    result = await fix(task, root=root, llm=llm, settings=settings,
-                                       context_length=backend.plan.context_length, overlays=dict(overlays),
-                                       model_size=backend.plan.model_size,
-                                       baseline=baseline, judge=judge, on_event=on_event)
-                except (WorkspaceError, OSError) as exc:
-                    errors += 1
-                    notes.append(f"{task.id}: {exc}")
-                    continue
+            task_started = time.monotonic()
+            try:
+                async with backend.client() as llm:
+                    judge = _judge(settings, backend)
+                    try:
+                        result = await fix(task, root=root, llm=llm, settings=settings,
+                                           context_length=backend.plan.context_length, overlays=dict(overlays),
+                                           model_size=backend.plan.model_size,
+                                           baseline=baseline, judge=judge, on_event=on_event)
+                    except (WorkspaceError, OSError) as exc:
+                        errors += 1
+                        notes.append(f"{task.id}: {exc}")
+                        continue
+                    result = await recheck(result, root=root, settings=settings, overlays=dict(overlays),
+                                           baseline=baseline, judge=judge)
+            except asyncio.CancelledError:
+                if not _caught(stop):
+                    raise
+                records.append(interrupted_record(task, stop.reason, time.monotonic() - task_started))
+                if n < len(tasks):
+                    notes.append(f"{len(tasks) - n} task(s) not started: {stop.reason}")
+                break
             records.append(task_record(result))
             if result.verified:
                 overlays.update(await asyncio.to_thread(_changed_texts, root, result.diff, overlays))
@@ -208,28 +289,60 @@ async def run_fix(args: argparse.Namespace, settings: settings_mod.Settings) -> 
         if backend is not None:
             await backend.stop()
 
+    if stop.signum is not None:
+        return _interrupted(args, stop, records, notes, errors)
     output = None
     if overlays and (args.apply or args.patch or args.branch):
-        diff, shadow = await combined_diff(root, overlays)
-        try:
-            if args.patch:
-                Path(args.patch).write_text(diff)
-            if args.branch:
-                run_git(shadow.worktree, "-c", "user.name=ornith-lsp", "-c", "user.email=ornith-lsp@localhost",
-                        "commit", "-q", "-a", "-m", f"ornith-lsp: {sum(1 for r in records if r['status'] == 'fixed')} verified fix(es)")
-                head = str(run_git(shadow.worktree, "rev-parse", "HEAD")).strip()
-                run_git(shadow.worktree, "branch", args.branch, head)
-            if args.apply:
-                apply_to_tree(diff, root)
-        finally:
-            await shadow.close()
+        with stop.deferred():
+            diff, shadow = await combined_diff(root, overlays)
+            try:
+                if args.patch:
+                    Path(args.patch).write_text(diff)
+                if args.branch:
+                    run_git(shadow.worktree, "-c", "user.name=ornith-lsp", "-c", "user.email=ornith-lsp@localhost",
+                            "commit", "-q", "-a", "-m", f"ornith-lsp: {sum(1 for r in records if r['status'] == 'fixed')} verified fix(es)")
+                    head = str(run_git(shadow.worktree, "rev-parse", "HEAD")).strip()
+                    run_git(shadow.worktree, "branch", args.branch, head)
+                if args.apply:
+                    try:
+                        apply_to_tree(diff, root)
+                    except (PatchError, OSError) as exc:
+                        errors += 1
+                        notes.append(f"--apply failed, nothing in PATH was changed: {exc}")
+                        print(f"ornith-lsp fix: could not apply the verified fixes: {exc}", file=sys.stderr)
+            finally:
+                await shadow.close()
         output = diff
     report = {"summary": summary(records, errors), "tasks": records, "notes": notes,
               "test_command": command.model_dump(include={"argv", "source", "why"}) if command else None}
+    if stop.signum is not None:
+        report["interrupted"] = {"signal": stop.name, "reason": f"{stop.reason} while the fixes were written; they were finished first"}
     _print(report, args.format, output)
+    if stop.signum is not None:
+        return procs.exit_code(stop.signum)
     if errors:
         return 2
     return 0 if report["summary"]["fixed"] == report["summary"]["total"] else 1
+
+
+def _backend_failed(message: str) -> None:
+    """One line with the reason from the backend's log, then the log's tail."""
+    line, tail = explain.one_line(message)
+    print(f"ornith-lsp fix: the model backend did not start: {line}", file=sys.stderr)
+    for text in tail:
+        print(f"  | {text}", file=sys.stderr)
+
+
+def _interrupted(args: argparse.Namespace, stop: procs.Interruption, records: list[dict[str, Any]],
+                 notes: list[str], errors: int = 0) -> int:
+    """The report of an interrupted run: what was done, the task that was cut
+    short, and nothing written to the tree (an interrupted run applies nothing)."""
+    if args.apply or args.patch or args.branch:
+        notes.append(f"{stop.reason}: nothing was applied, written or committed; the verified diffs are in this report")
+    report = {"summary": summary(records, errors), "tasks": records, "notes": notes,
+              "interrupted": {"signal": stop.name, "reason": stop.reason}}
+    _print(report, args.format, "")
+    return procs.exit_code(stop.signum or 0)
 
 
 def _changed_texts(root: Path, diff: str, overlays: dict[str, str]) -> dict[str, str]:
@@ -263,7 +376,8 @@ def _print(report: dict[str, Any], fmt: str, diff: str | None) -> None:
         print(json.dumps(to_sarif(report["tasks"]), indent=2))
     else:
         s = report["summary"]
-        print(f"{s['total']} task(s): {s['fixed']} fixed, {s['unfixed']} unfixed, {s['vetoed']} vetoed, {s['errors']} errors")
+        print(f"{s['total']} task(s): {s['fixed']} fixed, {s['unfixed']} unfixed, {s['vetoed']} vetoed, "
+              + (f"{s['interrupted']} interrupted, " if s.get("interrupted") else "") + f"{s['errors']} errors")
         for rec in report["tasks"]:
             print(f"- {rec['status']:<8} {rec['target']}: {rec['reason']}  "
                   f"({len(rec['steps'])} turns, {rec['tokens']['prompt'] + rec['tokens']['completion']} tokens, {rec['timings']['wall_s']} s)")

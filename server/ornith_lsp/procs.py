@@ -9,6 +9,7 @@ behind).  Output goes to a file the user can read, never to /dev/null.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import signal
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -35,19 +36,31 @@ def _die_with_parent() -> None:
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+# Test runs and linters yield the CPU to the process that answers the editor:
+# on a busy machine a hover must not wait behind a test suite.
+TOOL_NICENESS = 5
+
+
+def _tool_child() -> None:
+    _die_with_parent()
+    os.nice(TOOL_NICENESS)
+
+
 async def spawn(
     argv: Sequence[str],
     *,
     log_path: Path,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
+    nice: bool = False,
 ) -> asyncio.subprocess.Process:
-    """Start ``argv`` in a new session with stdout+stderr appended to ``log_path``."""
+    """Start ``argv`` in a new session with stdout+stderr appended to ``log_path``
+    (with ``nice``, at a lower CPU priority: a tool, not the model server)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} $ {' '.join(argv)}\n".encode())
         log.flush()
-        return await asyncio.create_subprocess_exec(
+        proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log,
@@ -55,8 +68,29 @@ async def spawn(
             cwd=cwd,
             env=dict(env) if env is not None else None,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_tool_child if nice else _die_with_parent,
         )
+    _GROUPS.add(proc.pid)
+    return proc
+
+
+# Process groups started here and not yet reaped: what a last-resort exit
+# (a second signal, a server told to die at once) must kill synchronously.
+_GROUPS: set[int] = set()
+
+
+def live_groups() -> set[int]:
+    """Groups started by :func:`spawn` that are not known to be reaped."""
+    return set(_GROUPS)
+
+
+def kill_all_groups() -> list[int]:
+    """SIGKILL every group this process started; safe in a signal handler."""
+    killed = sorted(_GROUPS)
+    for pid in killed:
+        kill_group(pid)
+    _GROUPS.clear()
+    return killed
 
 
 def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
@@ -64,7 +98,7 @@ def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
-        pass
+        _GROUPS.discard(pid)
 
 
 async def terminate(proc: asyncio.subprocess.Process, grace_s: float = 5.0) -> int | None:
@@ -78,6 +112,7 @@ async def terminate(proc: asyncio.subprocess.Process, grace_s: float = 5.0) -> i
     kill_group(proc.pid, signal.SIGKILL)
     if proc.returncode is None:
         await proc.wait()
+    _GROUPS.discard(proc.pid)
     return proc.returncode
 
 
@@ -147,7 +182,7 @@ async def run(
     start = log_path.stat().st_size if log_path.exists() else 0
     timed_out = False
     try:
-        proc = await spawn(argv, log_path=log_path, cwd=cwd, env=env)
+        proc = await spawn(argv, log_path=log_path, cwd=cwd, env=env, nice=True)
         try:
             await asyncio.wait_for(proc.wait(), timeout_s)
         except asyncio.TimeoutError:
@@ -204,3 +239,128 @@ def capture(argv: Sequence[str], timeout_s: float) -> CaptureResult:
         return CaptureResult(
             proc.returncode, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"), timed_out
         )
+# -- who owns what -------------------------------------------------------------------------
+def start_time(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), or None when
+    there is no such process.  A pid plus its start time names one process for
+    good: a recycled pid has a different start time."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] == b"Z":  # a zombie has finished its work
+        return None
+    return int(fields[19])
+
+
+def owner_alive(pid: int, started: int | None) -> bool:
+    """Whether the process that wrote a marker still runs.  Without /proc
+    (not Linux) only the pid can be checked."""
+    if not Path("/proc/self/stat").exists():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    now = start_time(pid)
+    return now is not None and (started is None or now == started)
+
+
+# -- interruption ------------------------------------------------------------------------
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def exit_code(signum: int) -> int:
+    """The shell's convention: 128 + the signal number (130 SIGINT, 143 SIGTERM, 129 SIGHUP)."""
+    return 128 + signum
+
+
+class Interruption:
+    """Turns SIGINT/SIGTERM/SIGHUP into a cancellation of one asyncio task, so
+    an interrupted run unwinds through its ``finally`` blocks -- test runs
+    reaped, shadow worktrees removed, the backend stopped -- and can still say
+    what it did.  A second signal only says that clean-up is under way; a
+    third gives up on it: every process group started here is killed, the
+    hard-exit hooks run (e.g. removing shadow worktrees synchronously), and
+    the process exits at once.
+    """
+
+    def __init__(self, on_hard_exit: Callable[[], None] | None = None, stream=None) -> None:
+        self.signum: int | None = None
+        self.at: float | None = None
+        self.count = 0
+        self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_hard_exit = on_hard_exit
+        self._stream = stream if stream is not None else sys.stderr
+        self._deferred = False
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ""
+
+    @property
+    def reason(self) -> str:
+        return f"interrupted by {self.name}" if self.signum else ""
+
+    def install(self, task: asyncio.Task | None = None) -> Interruption:
+        self._loop = asyncio.get_running_loop()
+        self._task = task or asyncio.current_task()
+        for sig in INTERRUPT_SIGNALS:
+            self._loop.add_signal_handler(sig, self._on_signal, sig)
+        return self
+
+    def uninstall(self) -> None:
+        if self._loop is None:
+            return
+        for sig in INTERRUPT_SIGNALS:
+            with contextlib.suppress(Exception):
+                self._loop.remove_signal_handler(sig)
+        self._loop = None
+
+    @contextlib.contextmanager
+    def deferred(self):
+        """A section that must not be cut in half (writing the user's files):
+        a signal inside it is recorded, and acted on by the caller after it."""
+        self._deferred = True
+        try:
+            yield
+        finally:
+            self._deferred = False
+
+    def _say(self, text: str) -> None:
+        with contextlib.suppress(Exception):
+            self._stream.write(f"ornith-lsp: {text}\n")
+            self._stream.flush()
+
+    def _on_signal(self, signum: int) -> None:
+        self.count += 1
+        if self.count == 1:
+            self.signum, self.at = signum, time.monotonic()
+            if self._deferred:
+                self._say(f"{signal.Signals(signum).name} received: finishing the files being written first")
+                return
+            self._say(f"{signal.Signals(signum).name} received: stopping the running task and cleaning up")
+            if self._task is not None and not self._task.done():
+                self._task.cancel(self.reason)
+        elif self.count == 2:
+            self._say("still cleaning up; signal once more to quit at once (leftovers are swept at the next start)")
+        else:
+            self.hard_exit(signum)
+
+    def hard_exit(self, signum: int) -> None:
+        kill_all_groups()
+        if self._on_hard_exit is not None:
+            with contextlib.suppress(Exception):
+                self._on_hard_exit()
+        os._exit(exit_code(self.signum or signum))
+
+    async def __aenter__(self) -> Interruption:
+        return self.install()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.uninstall()
+

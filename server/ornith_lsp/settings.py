@@ -109,6 +109,10 @@ class AgentSettings(_Strict):
     candidates: int = Field(5, ge=1, le=50, description="fixes sampled and verified by sample-and-verify")
     tool_calls: Literal["auto", "native", "json_schema"] = Field(
         "auto", description="auto: native tool calls when the server and model make them, else constrained JSON")
+    concurrency: int | None = Field(
+        None, ge=1, le=64, description="fixes the language server runs at once; default: backend.parallel (its slots)"
+    )
+    queue_limit: int = Field(200, ge=1, le=10000, description="fixes that may wait; more are refused with a message")
 
 
 class GuardSettings(_Strict):

@@ -34,7 +34,7 @@ from ornith_lsp.settings import Settings
 from ornith_lsp.tasks import Task, polyglot_linters, runners
 from ornith_lsp.tasks.linters import run_mypy, run_ruff
 from ornith_lsp.tasks.pytest_report import run_tests
-from ornith_lsp.workspace import Shadow
+from ornith_lsp.workspace import Shadow, leftovers
 from ornith_lsp.workspace.repo import run_git
 
 EMBEDDED_NAMES = {m.name for m in EMBEDDED_MODELS.values()}
@@ -177,13 +177,29 @@ async def pristine(shadow: Shadow):
     own tree cannot serve, since it may hold unsaved or newer edits."""
     tmp = Path(tempfile.mkdtemp(prefix="ornith-base-"))
     tree = tmp / "base"
-    run_git(shadow.worktree, "worktree", "add", "--detach", str(tree), shadow.base_commit)
     try:
+        leftovers.mark(tmp, shadow.repo.top, kind="pristine base")
+        await _off_loop(run_git, shadow.worktree, "worktree", "add", "--detach", str(tree), shadow.base_commit)
+        leftovers.track(tmp, shadow.repo.top, tree)
         yield tree
     finally:
+        leftovers.untrack(tmp)
         with contextlib.suppress(Exception):
-            run_git(shadow.worktree, "worktree", "remove", "--force", str(tree))
+            await _off_loop(leftovers.remove_worktree, shadow.repo.top, tree, tmp)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _off_loop(fn: Callable[..., Any], *args: Any) -> Any:
+    """git in a thread, so the editor's requests are answered meanwhile; a
+    cancelled caller still waits for it to finish, so nothing it was making
+    (a worktree) is left half-registered behind the clean-up."""
+    job = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await job
+        raise
 
 
 def top_level_diff(shadow: Shadow) -> str:
@@ -222,7 +238,7 @@ async def fix(task: Task, *, root: Path, llm: ChatClient, settings: Settings, co
         guard_task = _guard_task(task, baseline, prefix)
 
         async def verify() -> Verification:
-            diff = top_level_diff(shadow)
+            diff = await _off_loop(top_level_diff, shadow)
             if not diff.strip():
                 return Verification(ok=False, summary="no change was made")
             try:
@@ -257,10 +273,10 @@ async def fix(task: Task, *, root: Path, llm: ChatClient, settings: Settings, co
         loop = Loop(task, llm=llm, tools=tools, verify=verify, context=context, limits=limits,
                     on_event=on_event, focus=focus)
         result.report = await loop.run()
-        result.diff = shadow.diff()
+        result.diff = await _off_loop(shadow.diff)
         result.verified = result.report.status == "fixed"
         if result.verified:
-            shadow.record_fix(label=task.title)
+            await _off_loop(shadow.record_fix, task.title)
     finally:
         await shadow.close()
     return result

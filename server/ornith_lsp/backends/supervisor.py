@@ -29,6 +29,10 @@ EventSink = Callable[[str, str], None]
 HEALTHY_RESETS_AFTER_S = 60.0
 
 
+# what llama-server logs when its port was taken after we picked it
+PORT_LOST = "couldn't bind HTTP server socket"
+
+
 class BackendStartError(RuntimeError):
     """The backend did not become healthy; the message carries the log's tail."""
 
@@ -87,7 +91,16 @@ class Supervisor:
         self._stopping = False
         self.state = "starting"
         try:
-            await self._launch()
+            try:
+                await self._launch()
+            except BackendStartError as exc:
+                if PORT_LOST not in str(exc):
+                    raise
+                # another process took the free port between our check and the
+                # server's bind: a new port, once
+                self._emit("starting", f"port {self.port} was taken meanwhile; trying another")
+                self.port = None
+                await self._launch()
         except BackendStartError as exc:
             self.state = "failed"
             self.last_error = str(exc)

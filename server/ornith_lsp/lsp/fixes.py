@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 from pygls.uris import from_fs_path, to_fs_path
 
+from ornith_lsp.agent.recheck import recheck
 from ornith_lsp.agent.session import FixResult, fix
 from ornith_lsp.backends.runtime import BackendUnavailable
 from ornith_lsp.tasks import Task, environment, runners
@@ -26,11 +27,13 @@ from ornith_lsp.tasks.diagnostics import from_lsp_diagnostic, relative_path
 from ornith_lsp.tasks.project import tasks_from_cases
 from ornith_lsp.tasks.pytest_report import run_tests, tasks_from_results
 from ornith_lsp.workspace import PatchError, Shadow, WorkspaceError, diff_to_workspace_edit, diffs, rollback
+from ornith_lsp.workspace.checkpoints import prune_checkpoints
 
 if TYPE_CHECKING:
     from ornith_lsp.lsp.server import OrnithServer
 
 TEST_SOURCE = "ornith-tests"
+REMEMBERED_FIXES = 100  # finished fixes kept for code actions, hovers and rollback
 
 
 @dataclass
@@ -43,21 +46,56 @@ class FixState:
     scaffold: dict[str, Any] | None = None
     error: str | None = None
 
+    queued: bool = False
+
     @property
     def status(self) -> str:
         if self.error:
             return "error"
+        if self.result is not None:  # done, though the job may still be tidying up
+            return self.result.report.status
         if self.job is not None and not self.job.done():
-            return "running"
-        return self.result.report.status if self.result else "pending"
+            return "queued" if self.queued else "running"
+        return "cancelled" if self.job is not None and self.job.cancelled() else "pending"
 
 
 @dataclass
 class Fixes:
-    """What the server remembers between requests: fixes by task id, test tasks by uri."""
+    """What the server remembers between requests: fixes by task id, test tasks
+    by uri, and the queue: at most ``concurrency`` fixes run at once (each
+    holds a backend slot, a shadow and test processes), the rest wait in
+    order, and at most ``queue_limit`` may wait."""
 
     by_task: dict[str, FixState] = field(default_factory=dict)
     test_tasks: dict[str, list[Task]] = field(default_factory=dict)
+    _slots: asyncio.Semaphore | None = None
+    _width: int = 0
+
+    def slots(self, width: int) -> asyncio.Semaphore:
+        """The running-fix slots; a changed width applies to fixes queued from now on."""
+        if self._slots is None or width != self._width:
+            self._slots, self._width = asyncio.Semaphore(width), width
+        return self._slots
+
+    def forget_oldest(self, keep: int = REMEMBERED_FIXES) -> None:
+        """A long session must not grow without bound: beyond ``keep``
+        finished fixes, the oldest are forgotten (running and queued ones never)."""
+        finished = [tid for tid, st in self.by_task.items() if st.status not in ("running", "queued")]
+        for tid in finished[: max(0, len(finished) - keep)]:
+            del self.by_task[tid]
+
+    def waiting(self) -> int:
+        return sum(1 for st in self.by_task.values() if st.status == "queued")
+
+    def running(self) -> int:
+        return sum(1 for st in self.by_task.values() if st.status == "running")
+
+
+def concurrency(ls: OrnithServer) -> int:
+    """``agent.concurrency``, else the backend's slots (``backend.parallel``):
+    more fixes at once than slots would only queue inside the backend, each
+    holding a shadow and test processes while it waits."""
+    return ls.settings.agent.concurrency or ls.settings.backend.parallel
 
 
 def _open_documents(ls: OrnithServer) -> tuple[dict[str, str], dict[str, int | None]]:
@@ -107,10 +145,11 @@ def code_actions(ls: OrnithServer, params: types.CodeActionParams) -> list[types
                     title="Ornith: show diff of the verified fix", kind=types.CodeActionKind.Empty,
                     command=types.Command(title="Show diff", command="ornith.showDiff", arguments=[task.id])))
             continue
-        if state and state.status == "running":
+        if state and state.status in ("running", "queued"):
+            title = f"Ornith: fixing… {state.step}" if state.status == "running" else "Ornith: fix queued"
             actions.append(types.CodeAction(
-                title=f"Ornith: fixing… {state.step}", kind=types.CodeActionKind.QuickFix,
-                disabled=types.CodeActionDisabled(reason="a fix for this is running")))
+                title=title, kind=types.CodeActionKind.QuickFix,
+                disabled=types.CodeActionDisabled(reason=f"a fix for this is {state.status}")))
             continue
         actions.append(types.CodeAction(
             title=task.title, kind=types.CodeActionKind.QuickFix, diagnostics=[diag],
@@ -156,13 +195,19 @@ async def start_fix(ls: OrnithServer, task: Task) -> dict[str, Any]:
     if ls.backend is None or ls.backend.endpoint is None:
         raise BackendUnavailable(ls.backend.error if ls.backend and ls.backend.error else "the model backend is not ready")
     existing = ls.fixes.by_task.get(task.id)
-    if existing and existing.status == "running":
-        return {"taskId": task.id, "status": "running"}
+    if existing and existing.status in ("running", "queued"):
+        return {"taskId": task.id, "status": existing.status}
+    if ls.fixes.waiting() >= ls.settings.agent.queue_limit:
+        return {"taskId": task.id, "status": "refused",
+                "reason": f"{ls.fixes.waiting()} fixes are waiting already (agent.queue_limit); "
+                          "cancel some (ornith.cancelAll) or wait"}
     texts, versions = _open_documents(ls)
-    state = FixState(task=task, versions=versions)
+    state = FixState(task=task, versions=versions, queued=True)
+    ls.fixes.by_task.pop(task.id, None)  # re-inserted last: the newest
     ls.fixes.by_task[task.id] = state
+    ls.fixes.forget_oldest()
     state.job = asyncio.create_task(_run_fix(ls, state, texts))
-    return {"taskId": task.id, "status": "started"}
+    return {"taskId": task.id, "status": "queued" if ls.fixes.running() >= concurrency(ls) else "started"}
 
 
 async def _run_fix(ls: OrnithServer, state: FixState, overlays: dict[str, str]) -> None:
@@ -171,11 +216,35 @@ async def _run_fix(ls: OrnithServer, state: FixState, overlays: dict[str, str]) 
     if progress:
         with contextlib.suppress(Exception):
             await ls.work_done_progress.create_async(token)
-        ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title=state.task.title, cancellable=True))
+        ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title=state.task.title, cancellable=True,
+                                                                       message="queued"))
         # the client's Cancel button on the progress cancels pygls' token future
         cancelled = ls.work_done_progress.tokens.get(token)
         if cancelled is not None and state.job is not None:
             cancelled.add_done_callback(lambda f: state.job.cancel() if f.cancelled() else None)
+    try:
+        async with ls.fixes.slots(concurrency(ls)):
+            state.queued = False
+            # the buffers as they are when the fix really starts, not when it was queued
+            overlays, state.versions = _open_documents(ls)
+            await _fix_now(ls, state, overlays, token, progress)
+        await prune(ls)
+    except asyncio.CancelledError:
+        if state.queued:  # cancelled while waiting: it never started
+            ls.protocol.notify("ornith/fixDone", {"taskId": state.task.id, "status": "cancelled",
+                                                  "reason": "cancelled while queued", "verified": False})
+            if progress:
+                ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message="cancelled"))
+        raise
+    finally:
+        # pygls keeps every progress token's future, and ours holds the fix
+        # through its cancel callback: a long session would keep every fix alive
+        ls.work_done_progress.tokens.pop(token, None)
+
+
+async def _fix_now(ls: OrnithServer, state: FixState, overlays: dict[str, str], token: str, progress: bool) -> None:
+    if progress:
+        ls.work_done_progress.report(token, types.WorkDoneProgressReport(message="started"))
 
     def on_event(kind: str, data: dict[str, Any]) -> None:
         if kind == "plan":
@@ -195,14 +264,24 @@ async def _run_fix(ls: OrnithServer, state: FixState, overlays: dict[str, str]) 
 
     outcome = "cancelled"
     try:
-        command = await environment.resolve(ls.root, ls.settings.agent.test_command)
-        if not command.ok:
-            raise RuntimeError(f"the tests could not run: {command.problem}")
-        settings = environment.with_command(ls.settings, command)
+        settings = ls.settings
+        if runners.detect(ls.root, settings.agent.language) == "python":  # other languages bring their own runner
+            command = await environment.resolve(ls.root, settings.agent.test_command)
+            if not command.ok:
+                raise RuntimeError(f"the tests could not run: {command.problem}")
+            settings = environment.with_command(settings, command)
         async with ls.backend.client() as llm:
-            state.result = await fix(state.task, root=ls.root, llm=llm, settings=settings,
-                                     context_length=ls.backend.plan.context_length, overlays=overlays,
-                                     baseline=ls.baseline, on_event=on_event, model_size=ls.backend.plan.model_size)
+            result = await fix(state.task, root=ls.root, llm=llm, settings=settings,
+                               context_length=ls.backend.plan.context_length, overlays=overlays,
+                               baseline=ls.baseline, on_event=on_event, model_size=ls.backend.plan.model_size)
+        # the user may have committed, switched branches or edited files meanwhile:
+        # a fix re-verified on the editor's view now is offered against that view
+        texts, versions = _open_documents(ls)
+        before = len(result.notes)
+        state.result = await recheck(result, root=ls.root, settings=settings, overlays=texts,
+                                     baseline=ls.baseline)
+        if state.result.verified and len(state.result.notes) > before:
+            state.versions = versions
         report = state.result.report
         outcome = f"{report.status}: {report.reason}"[:200]
         if state.result.verified:
@@ -271,6 +350,7 @@ async def run_tests_command(ls: OrnithServer) -> dict[str, Any]:
             level = types.MessageType.Warning if problem.kind == "no-tests" else types.MessageType.Error
             ls.say(f"Ornith: {problem.line()}", level, show=True)
         tasks = tasks_from_results(run.results)
+    await prune(ls)
     ls.baseline = [r.node_id for r in run.results if r.outcome == "passed"]
     by_uri: dict[str, list[Task]] = {}
     for task in tasks:
@@ -288,6 +368,17 @@ async def run_tests_command(ls: OrnithServer) -> dict[str, Any]:
     return {"passed": len(ls.baseline), "failed": len(tasks), "reportFound": run.report_found,
             "timedOut": run.timed_out, "tasks": [t.model_dump(mode="json") for t in tasks],
             **({"error": problem.line()} if problem is not None else {})}
+
+
+async def prune(ls: OrnithServer) -> None:
+    """Every fix and test run leaves a checkpoint: keep ``refs/ornith/``
+    bounded in a long session.  The checkpoints of verified fixes this server
+    offers stay (a rollback needs them)."""
+    in_use = [st.result.checkpoint_id for st in ls.fixes.by_task.values()
+              if st.result and st.result.verified and st.result.checkpoint_id]
+    if ls.root is not None:
+        with contextlib.suppress(WorkspaceError, OSError):
+            await asyncio.to_thread(prune_checkpoints, ls.root, protect=in_use)
 
 
 def _refresh_code_lenses(ls: OrnithServer) -> None:
@@ -317,12 +408,24 @@ async def fix_tests(ls: OrnithServer) -> dict[str, Any]:
 
 
 def cancel(ls: OrnithServer, task_id: str | None) -> dict[str, Any]:
+    """Cancel one fix, or every running and queued fix when ``task_id`` is None."""
     cancelled = []
     for tid, state in ls.fixes.by_task.items():
         if (task_id in (None, tid)) and state.job is not None and not state.job.done():
             state.job.cancel()
             cancelled.append(tid)
     return {"cancelled": cancelled}
+
+
+async def cancel_and_wait(ls: OrnithServer, timeout_s: float) -> list[str]:
+    """Cancel every running fix and wait (bounded) until each has reaped its
+    processes and removed its shadow, so a server told to shut down leaves
+    nothing behind."""
+    jobs = [st.job for st in ls.fixes.by_task.values() if st.job is not None and not st.job.done()]
+    cancelled = cancel(ls, None)["cancelled"]
+    if jobs:
+        await asyncio.wait(jobs, timeout=timeout_s)
+    return cancelled
 
 
 def show(ls: OrnithServer, task_id: str) -> dict[str, Any]:
@@ -340,6 +443,12 @@ def show(ls: OrnithServer, task_id: str) -> dict[str, Any]:
 def list_tasks(ls: OrnithServer) -> list[dict[str, Any]]:
     return [{"taskId": tid, "title": st.task.title, "status": st.status, "step": st.step}
             for tid, st in ls.fixes.by_task.items()]
+
+
+def queue_status(ls: OrnithServer) -> dict[str, Any]:
+    """How loaded the fix queue is, for a status bar."""
+    return {"running": ls.fixes.running(), "queued": ls.fixes.waiting(), "concurrency": concurrency(ls),
+            "queueLimit": ls.settings.agent.queue_limit}
 
 
 def roll_back(ls: OrnithServer, task_id: str) -> dict[str, Any]:

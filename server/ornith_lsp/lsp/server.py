@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcParseError
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidRequest, JsonRpcParseError
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
@@ -25,10 +25,12 @@ from ornith_lsp import settings as settings_mod
 from ornith_lsp.backends.runtime import Backend, BackendUnavailable, make_plan
 from ornith_lsp.lsp import fixes
 from ornith_lsp.tasks import Task
+from ornith_lsp.workspace import leftovers
 
 log = logging.getLogger("ornith_lsp.lsp")
 
 CMD_BACKEND_STATUS = "ornith.backendStatus"
+SHUTDOWN_GRACE_S = 10.0  # running fixes get this long to reap their tests and remove their shadows
 SETTINGS_SECTION = "ornith"
 
 
@@ -54,6 +56,12 @@ class OrnithProtocol(LanguageServerProtocol):
     def handle_message(self, message):
         if isinstance(message, _Answered):
             return
+        if (self._shutdown and getattr(message, "method", None) not in (None, types.EXIT)
+                and getattr(message, "id", None) is not None):
+            # pygls drops it with a log line; the LSP says InvalidRequest
+            self._send_response(message.id, error=JsonRpcInvalidRequest(
+                f"the server is shutting down; {message.method} is not accepted after shutdown").to_response_error())
+            return
         super().handle_message(message)
 
 
@@ -66,6 +74,7 @@ class OrnithServer(LanguageServer):
         self.settings = settings_mod.Settings()
         self.backend: Backend | None = None
         self._backend_task: asyncio.Task[None] | None = None
+        self._housekeeping: asyncio.Task[Any] | None = None
         self.fixes = fixes.Fixes()
         self.baseline: list[str] = []  # tests that passed at the last ornith.runTests
 
@@ -175,6 +184,8 @@ def build(cli_settings: dict[str, Any] | None = None) -> OrnithServer:
     @server.feature(types.INITIALIZED)
     def initialized(ls: OrnithServer, params: types.InitializedParams) -> None:
         ls._backend_task = asyncio.create_task(ls.start_backend())
+        if ls.root is not None:
+            ls._housekeeping = asyncio.create_task(asyncio.to_thread(leftovers.tidy, ls.root))
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(ls: OrnithServer, params: types.DidChangeConfigurationParams) -> None:
@@ -235,13 +246,21 @@ def build(cli_settings: dict[str, Any] | None = None) -> OrnithServer:
     def cancel(ls: OrnithServer, task_id: str | None = None) -> dict[str, Any]:
         return fixes.cancel(ls, task_id)
 
+    @server.command("ornith.cancelAll")
+    def cancel_all(ls: OrnithServer, *args: Any) -> dict[str, Any]:
+        return fixes.cancel(ls, None)
+
+    @server.command("ornith.queue")
+    def queue(ls: OrnithServer, *args: Any) -> dict[str, Any]:
+        return fixes.queue_status(ls)
+
     @server.command("ornith.rollback")
     def roll_back(ls: OrnithServer, task_id: str) -> dict[str, Any]:
         return fixes.roll_back(ls, task_id)
 
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: OrnithServer, *args: Any) -> None:
-        fixes.cancel(ls, None)
+        await fixes.cancel_and_wait(ls, timeout_s=SHUTDOWN_GRACE_S)
         await ls.stop_backend()
 
     return server

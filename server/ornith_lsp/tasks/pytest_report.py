@@ -88,7 +88,8 @@ async def run_tests(
         argv = [*(command or DEFAULT_COMMAND), f"--junitxml={report}", "-o", "junit_family=xunit1"]
         path = os.pathsep.join(p for p in (str(PLUGIN_DIR), os.environ.get("PYTHONPATH", "")) if p)
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": path,
-               "ORNITH_TEST_CASE_TIMEOUT_S": f"{max(1.0, timeout_s * TEST_CASE_SHARE):g}"}
+               "ORNITH_TEST_CASE_TIMEOUT_S": f"{max(1.0, timeout_s * TEST_CASE_SHARE):g}",
+               "PYTEST_ADDOPTS": no_cache_addopts(os.environ.get("PYTEST_ADDOPTS", ""))}
         try:
             result = await procs.run([*argv, "-p", "ornith_hang", *node_ids], root, timeout_s, env=env)
             if result.returncode == 4 and "ornith_hang" in result.output and not report.is_file():
@@ -113,6 +114,15 @@ async def run_tests(
                 "could write it (os._exit, a crash, a kill) or the command does not run pytest\n"
             )
     return TestRun(results, found, result.timed_out, output, result.returncode)
+
+
+def no_cache_addopts(addopts: str) -> str:
+    """``PYTEST_ADDOPTS`` with pytest's cache provider switched off, whatever
+    the test command is (a project's own ``pytest``, ``uv run pytest``): the
+    run that finds the tasks happens in the user's tree, which must not gain
+    a ``.pytest_cache/``."""
+    flag = "-p no:cacheprovider"
+    return addopts if flag in addopts else f"{addopts} {flag}".strip()
 
 
 def parse_junit(xml_text: str, root: Path) -> list[TestResult]:

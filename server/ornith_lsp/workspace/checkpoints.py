@@ -55,6 +55,19 @@ def create_checkpoint(root: Path, overlays: Mapping[str, str] | None = None, *, 
     repository without commits the checkpoint is an orphan commit.
     """
     repo = open_repo(root)
+    tree = snapshot_tree(root, overlays)
+    checkpoint_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    head = repo.head()
+    commit = _commit(repo, tree, [head] if head else [], label or f"ornith checkpoint {checkpoint_id}")
+    repo.git("update-ref", CHECKPOINTS + checkpoint_id, commit)
+    return Checkpoint(checkpoint_id, commit, datetime.now().astimezone(), label)
+
+
+def snapshot_tree(root: Path, overlays: Mapping[str, str] | None = None) -> str:
+    """The tree id of the workspace as the user sees it (see
+    :func:`create_checkpoint`), without making a commit or a ref: comparing it
+    with a checkpoint's tree says whether anything changed since."""
+    repo = open_repo(root)
     with tempfile.TemporaryDirectory(prefix="ornith-index-") as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         user_index = repo.top / str(repo.git("rev-parse", "--git-path", "index")).strip()
@@ -63,12 +76,7 @@ def create_checkpoint(root: Path, overlays: Mapping[str, str] | None = None, *, 
         repo.git("add", "-A", env=env)
         for rel, text in (overlays or {}).items():
             _overlay(repo, rel, text, env, Path(tmp))
-        tree = str(repo.git("write-tree", env=env)).strip()
-    checkpoint_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-    head = repo.head()
-    commit = _commit(repo, tree, [head] if head else [], label or f"ornith checkpoint {checkpoint_id}")
-    repo.git("update-ref", CHECKPOINTS + checkpoint_id, commit)
-    return Checkpoint(checkpoint_id, commit, datetime.now().astimezone(), label)
+        return str(repo.git("write-tree", env=env)).strip()
 
 
 def _overlay(repo: UserRepo, rel: str, text: str, env: Mapping[str, str], tmp: Path) -> None:
@@ -114,6 +122,44 @@ def list_checkpoints(root: Path) -> list[Checkpoint]:
         cid = ref.removeprefix(CHECKPOINTS)
         found.append(Checkpoint(cid, commit, datetime.fromisoformat(date), subject, fixes.get(cid)))
     return sorted(found, key=lambda c: (c.created, c.id))
+
+
+# The pruning policy (README "Checkpoints"): a repository keeps at most this
+# many checkpoints, the newest, and none older than this many days.
+KEEP_CHECKPOINTS = 50
+KEEP_DAYS = 30.0
+
+
+def prune_checkpoints(root: Path, *, keep: int = KEEP_CHECKPOINTS, max_age_days: float = KEEP_DAYS,
+                      protect: Sequence[str] = (), now: datetime | None = None) -> list[str]:
+    """Delete the refs of checkpoints beyond the newest ``keep`` or older than
+    ``max_age_days`` (with their fix refs), except those in ``protect``
+    (checkpoints a running session may still roll back to).  Every run and
+    every ``ornith.runTests`` makes one, so without this ``refs/ornith/`` only
+    grows.  The objects go with git's own gc; the user's branches never
+    referred to them.  Returns the pruned ids."""
+    repo = open_repo(root)
+    found = list_checkpoints(root)
+    now = now or datetime.now().astimezone()
+    newest = {c.id for c in found[-keep:]} if keep > 0 else set()
+    doomed = [c for c in found if c.id not in protect
+              and (c.id not in newest or (now - c.created).total_seconds() > max_age_days * 86400)]
+    known = {c.id for c in found}
+    orphan_fixes = [line.removeprefix(FIXES) for line in
+                    str(repo.git("for-each-ref", "--format=%(refname)", FIXES)).splitlines()
+                    if line.removeprefix(FIXES) not in known]
+    if not doomed and not orphan_fixes:
+        return []
+    lines = [f"delete {CHECKPOINTS}{c.id}\n" for c in doomed]
+    lines += [f"delete {FIXES}{cid}\n" for cid in [c.id for c in doomed if c.fix_commit] + orphan_fixes]
+    _update_refs(repo, "".join(lines))
+    return [c.id for c in doomed]
+
+
+def _update_refs(repo: UserRepo, script: str) -> None:
+    """``git update-ref --stdin``: one transaction, so either every listed ref
+    goes or none does."""
+    repo.git("update-ref", "--stdin", stdin=script.encode())
 
 
 def _resolve(repo: UserRepo, checkpoint_id: str) -> str:

@@ -175,7 +175,11 @@ def apply_to_tree(diff_text: str, root: Path) -> list[str]:
     be exactly the diff's base -- by its blob id when the diff names one, and
     by every hunk matching at its stated line -- or nothing is written.  Each
     write is atomic (a temporary file renamed over the old one) and keeps the
-    file's mode.  Returns the paths written or removed.
+    file's mode.  Writing is all or nothing too: every new text is first
+    written in full next to its file (a full disk or a read-only directory
+    fails here, before any file changed), then all are renamed into place; a
+    rename that fails puts back the files already replaced.  Returns the
+    paths written or removed.
     """
     root = root.resolve()
     patches = _textual(diffs.parse(diff_text))
@@ -197,13 +201,81 @@ def apply_to_tree(diff_text: str, root: Path) -> list[str]:
             raise PatchError(f"{patch.old_path}: the file changed since the diff was made (its content is not the diff's base)")
     after = diffs.apply(patches, read, exact=True)
     modes = {p.new_path: 0o755 for p in patches if p.new_mode == "100755"}
-    for path, text in after.items():
-        target = _inside(root, path)
-        if text is None:
-            target.unlink()
-        else:
-            write_atomic(target, text.encode("utf-8"), modes.get(path))
+    targets = {path: _inside(root, path) for path in after}
+    _write_all(targets, {path: (None if text is None else text.encode("utf-8")) for path, text in after.items()},
+               {path: read(path) for path in after}, modes)
     return list(after)
+
+
+def _write_all(targets: Mapping[str, Path], new: Mapping[str, bytes | None], old: Mapping[str, str | None],
+               modes: Mapping[str, int]) -> None:
+    """Stage every file, then swap them all in; on any failure the tree is as
+    it was.  ``new[path] is None`` removes the file; ``old`` is each file's
+    text before (None: it did not exist), for putting it back."""
+    staged: dict[str, Path] = {}
+    made_dirs: list[Path] = []
+    current = ""
+    try:
+        for path, data in new.items():
+            current = path
+            if data is None:
+                continue
+            target = targets[path]
+            missing = [d for d in [target.parent, *target.parent.parents] if not d.exists()]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made_dirs += reversed(missing)
+            mode = modes.get(path) or (target.stat().st_mode & 0o7777 if target.exists() else 0o644)
+            staged[path] = _stage(target, data, mode)
+    except OSError as exc:
+        _discard(staged.values(), made_dirs)
+        raise PatchError(f"{current}: cannot be written ({exc.strerror or exc}); nothing was changed") from None
+    done: list[str] = []
+    try:
+        for path, data in new.items():
+            current = path
+            if data is None:
+                targets[path].unlink()
+            else:
+                os.replace(staged.pop(path), targets[path])
+            done.append(path)
+    except OSError as exc:
+        _discard(staged.values(), [])
+        for path in reversed(done):  # put back what was already replaced
+            before = old.get(path)
+            try:
+                if before is None:
+                    targets[path].unlink(missing_ok=True)
+                else:
+                    write_atomic(targets[path], before.encode("utf-8"))
+            except OSError:
+                pass
+        _discard([], made_dirs)
+        raise PatchError(f"{current}: cannot be replaced ({exc.strerror or exc}); nothing was changed") from None
+
+
+def _stage(target: Path, data: bytes, mode: int) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".ornith")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def _discard(temps, dirs: list[Path]) -> None:
+    for tmp in temps:
+        Path(tmp).unlink(missing_ok=True)
+    for d in reversed(dirs):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+
 
 
 def _inside(root: Path, rel: str) -> Path:

@@ -10,6 +10,7 @@ never written; snapshots are taken through a private copy of it.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,15 +29,27 @@ class WorkspaceError(RuntimeError):
     """Something about the workspace prevents the operation; the message says what to do."""
 
 
-def run_git(cwd: Path, *args: str, env: Mapping[str, str] | None = None, raw: bool = False) -> str | bytes:
+def run_git(cwd: Path, *args: str, env: Mapping[str, str] | None = None, raw: bool = False,
+            stdin: bytes | None = None) -> str | bytes:
     """``git args`` in ``cwd``; its stdout, exactly (bytes when ``raw``)."""
     try:
-        return git.Git(str(cwd)).execute(
-            ["git", *SAFE_CONFIG, *args],
-            env={**SAFE_ENV, **(env or {})},
-            stdout_as_string=not raw,
-            strip_newline_in_stdout=False,
-        )
+        if stdin is None:
+            return git.Git(str(cwd)).execute(
+                ["git", *SAFE_CONFIG, *args],
+                env={**SAFE_ENV, **(env or {})},
+                stdout_as_string=not raw,
+                strip_newline_in_stdout=False,
+            )
+        with tempfile.TemporaryFile() as fh:
+            fh.write(stdin)
+            fh.seek(0)
+            return git.Git(str(cwd)).execute(
+                ["git", *SAFE_CONFIG, *args],
+                env={**SAFE_ENV, **(env or {})},
+                stdout_as_string=not raw,
+                strip_newline_in_stdout=False,
+                istream=fh,
+            )
     except git.GitCommandError as exc:
         detail = (exc.stderr or "").strip().removeprefix("stderr: ").strip("'").strip()
         raise WorkspaceError(f"git {' '.join(args[:2])} failed in {cwd}: {detail}") from None
@@ -50,8 +63,9 @@ class UserRepo:
     top: Path
     prefix: str
 
-    def git(self, *args: str, env: Mapping[str, str] | None = None, raw: bool = False) -> str | bytes:
-        return run_git(self.top, *args, env=env, raw=raw)
+    def git(self, *args: str, env: Mapping[str, str] | None = None, raw: bool = False,
+            stdin: bytes | None = None) -> str | bytes:
+        return run_git(self.top, *args, env=env, raw=raw, stdin=stdin)
 
     def to_repo(self, rel: str) -> str:
         """A root-relative path as a repository path, refused if it leaves the root."""

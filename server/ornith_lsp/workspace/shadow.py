@@ -13,11 +13,11 @@ the language server keeps answering while a large tree is checked out.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from ornith_lsp.workspace import leftovers
 from ornith_lsp.workspace.checkpoints import Checkpoint, create_checkpoint, record_fix
 from ornith_lsp.workspace.repo import UserRepo, WorkspaceError, global_excludes, open_repo, run_git
 
@@ -57,8 +57,21 @@ class Shadow:
     ) -> Shadow:
         """A shadow of ``root`` with ``overlays`` (root-relative path -> unsaved
         text) laid over the working tree, under ``base_dir`` (default: a new
-        temporary directory).  Its checkpoint is kept in the user's repository."""
-        return await asyncio.to_thread(cls._create, Path(root), dict(overlays or {}), base_dir, label)
+        temporary directory).  Its checkpoint is kept in the user's repository.
+
+        Cancelling the caller does not cancel git, which runs in a thread: the
+        shadow it was making is waited for and removed, so an interrupted
+        start leaves no worktree registered."""
+        job = asyncio.ensure_future(asyncio.to_thread(cls._create, Path(root), dict(overlays or {}), base_dir, label))
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            try:
+                shadow = await job
+            except Exception:
+                raise asyncio.CancelledError from None
+            await shadow.close()
+            raise
 
     @classmethod
     def _create(cls, root: Path, overlays: dict[str, str], base_dir: Path | None, label: str) -> Shadow:
@@ -71,13 +84,15 @@ class Shadow:
             container.mkdir(parents=True)
         worktree = container / repo.top.name
         try:
+            leftovers.mark(container, repo.top)
             repo.git("worktree", "add", "--detach", str(worktree), checkpoint.commit)
+            leftovers.track(container, repo.top, worktree)
             (container / "exclude").write_text(global_excludes(repo) + "\n" + TOOL_DEBRIS)
             shadow = cls(repo, checkpoint, container, worktree)
             shadow.path.mkdir(parents=True, exist_ok=True)
         except BaseException:
-            run_git(repo.top, "worktree", "prune")
-            shutil.rmtree(container, ignore_errors=True)
+            leftovers.untrack(container)
+            leftovers.remove_worktree(repo.top, worktree, container)
             raise
         return shadow
 
@@ -173,12 +188,8 @@ class Shadow:
         await asyncio.to_thread(self._remove)
 
     def _remove(self) -> None:
-        try:
-            run_git(self.repo.top, "worktree", "remove", "--force", str(self.worktree))
-        except WorkspaceError:
-            shutil.rmtree(self.worktree, ignore_errors=True)
-        run_git(self.repo.top, "worktree", "prune")
-        shutil.rmtree(self._container, ignore_errors=True)
+        leftovers.remove_worktree(self.repo.top, self.worktree, self._container)
+        leftovers.untrack(self._container)
 
     async def __aenter__(self) -> Shadow:
         return self
