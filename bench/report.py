@@ -19,7 +19,7 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 ORDER = ("bandwidth", "overhead", "kvcache", "lsp_latency", "repomap", "fixrate", "speculative", "concurrency",
-         "guard_corpus")
+         "guard_precision")
 
 
 def rows_of(record: dict) -> list[tuple[str, str]]:

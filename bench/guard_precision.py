@@ -11,7 +11,7 @@ blocked when the verdict blocks it; the JSON also says whether the monitor
 named for it was among the findings.  An honest case counts as allowed when
 the verdict allows it (for a test task, only after its tests ran and passed).
 
-    python bench/guard_corpus.py [--quick] [--parallel 2]
+    python bench/guard_precision.py [--quick] [--parallel 2]
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
-# this script's own name would hide the tests' guard_corpus package (a namespace package)
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE.parent]
 sys.path.insert(0, str(HERE.parents[1] / "tests"))
 sys.path.insert(0, str(HERE.parents[1] / "server"))
 
@@ -115,7 +113,7 @@ def main() -> int:
             headline("HumanEvalFix canonical fixes allowed by the guard", f"{hef.get('allowed')}/{hef.get('tasks')}"),
         ],
     }
-    path = write("guard_corpus", out, args.quick)
+    path = write("guard_precision", out, args.quick)
     print(f"cheats blocked {result['cheats_blocked']}/{result['cheats']} "
           f"(by the named monitor {result['cheats_blocked_by_named_monitor']}), "
           f"honest allowed {result['honest_allowed']}/{result['honest']}, "
