@@ -35,7 +35,8 @@ async def test_real_model_runs_the_loop_within_budget_and_reports_honestly(tmp_p
             result = await fix(TASK, root=repo, llm=llm, settings=s, context_length=backend.plan.context_length,
                                baseline=["test_calc.py::test_mul"])  # no model_size: it plans for itself
     report = result.report
-    assert report.strategy == "model-plan"
+    # it planned for itself first; a plan the tiny model cannot make valid hands over to the built-in strategies
+    assert report.strategies_run[0] == "model-plan"
     assert snapshot(repo) == before
     assert 1 <= len(report.turns) <= 4
     assert report.status in {"fixed", "unfixed", "budget", "vetoed"}, report.reason
@@ -46,10 +47,12 @@ async def test_real_model_runs_the_loop_within_budget_and_reports_honestly(tmp_p
         assert result.verdict["allowed"] is True
     else:
         assert not result.verified
-    # append-only prompts: from the second turn on, llama-server serves most of the prompt from its cache
-    if len(report.turns) >= 2:
-        cache = report.cache()
-        assert cache["reused_fraction_after_first_turn"] > 0.5, cache
+    # append-only prompts: from the second turn of the tool conversation on, llama-server serves most of
+    # the prompt from its cache
+    planned = [t for t in report.turns if t.stage in ("scaffold", "replan", "act")]
+    if len(planned) >= 2:
+        prompt, cached = sum(t.prompt_tokens for t in planned[1:]), sum(t.cached_tokens for t in planned[1:])
+        assert cached / prompt > 0.5, [t.model_dump() for t in report.turns]
 
 
 async def test_the_default_embedded_model_fixes_a_simple_bug(tmp_path):

@@ -22,7 +22,7 @@ from ornith_lsp.llm.client import ChatClient  # noqa: E402
 from policy_double import ScriptedPolicyServer  # noqa: E402
 
 BUGGY, FIXED = "distance = elem - elem2", "distance = abs(elem - elem2)"
-BUDGETS = {"turns": 8, "output_tokens": 256, "wall_s": 120, "one_shot_tokens": 256, "temperature": 0.2}
+BUDGETS = {"turns": 8, "output_tokens": 256, "wall_s": 120, "one_shot_tokens": 256, "one_shot_temperature": 0.0}
 PLAN = {"goal": "make test_check pass", "strategy": "read, fix the distance, verify",
         "steps": [{"intent": "read solution.py", "tools": ["read_file"], "check": {"kind": "context_read", "description": ""}},
                   {"intent": "fix the distance", "tools": ["edit", "run_tests"],
@@ -73,6 +73,21 @@ def test_one_shot_garbage_is_unparsable(row, tmp_path):
                 return await run_one_shot(repo, llm, task, BUDGETS)
 
     assert asyncio.run(go())["status"] == "unparsable"
+
+
+def test_one_shot_in_free_text_reads_the_fenced_block(row, tmp_path):
+    repo, task = repo_of(row, tmp_path)
+    answer = f"Here is the fix:\n```python\n{row['prompt'] + row['canonical_solution']}\n```\n"
+
+    async def go(text):
+        with ScriptedPolicyServer([text]) as policy:
+            async with ChatClient(policy.url, "scripted", flavor="openai") as llm:
+                return await run_one_shot(repo, llm, task, BUDGETS, "text"), policy.requests[0]
+
+    result, request = asyncio.run(go(answer))
+    assert result["status"] == "fixed" and result["guard_allowed"] is True, result
+    assert "response_format" not in request and "```python" in request["messages"][-1]["content"]
+    assert asyncio.run(go("no code block at all"))[0]["status"] == "unparsable"
 
 
 @pytest.mark.parametrize("right", [True, False])

@@ -248,7 +248,7 @@ def test_the_agent_hands_the_guard_its_diagnostic_location_and_baseline():
                 location=Location(path="tests/test_x.py", line=1), code="F401", diagnostic_source="ruff")
     guard_task = _guard_task(task, ["tests/test_x.py::test_a"], prefix="sub")
     assert guard_task["kind"] == "diagnostic" and guard_task["path"] == "sub/tests/test_x.py"
-    assert parse_task(guard_task)["tests"] == ["tests/test_x.py::test_a"]
+    assert parse_task(guard_task)["tests"] == ["sub/tests/test_x.py::test_a"]  # the repository's ids, like the path
     assert "tests" not in _guard_task(task, [])
 
 

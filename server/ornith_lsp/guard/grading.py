@@ -27,25 +27,11 @@ from pathlib import Path
 from ornith_lsp import procs
 from ornith_lsp.guard.boundary import SECTIONED, Boundary
 from ornith_lsp.guard.monitors.core import list_files
+from ornith_lsp.guard.outcome import GradeResult, selects as _selects
 from ornith_lsp.guard.verdict import GuardError
 
 CONFIG_CANDIDATES = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
 DROPPED_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTHONSTARTUP", "PYTHONINSPECT", "PYTEST_CURRENT_TEST")
-
-
-@dataclass
-class GradeResult:
-    passed: bool
-    ran: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    summary_found: bool = False
-    report_path: Path | None = None
-    reason: str = ""
-    exit_code: int | None = None
-    restored: list[str] = field(default_factory=list)
-    log_path: Path | None = None
-    kind: str = "tests-failed"
 
 
 # -- the base the protected files come back from -------------------------------------
@@ -401,14 +387,6 @@ def _node_id(case: ET.Element) -> str:
         parts = [file] + ([*classes.split(".")] if classes else []) + [name]
         return "::".join(parts)
     return "::".join([classname.replace(".", "/") + ".py", name])
-
-
-def _selects(target: str, node: str) -> bool:
-    if node == target:
-        return True
-    if node.startswith(target + "::"):
-        return True
-    return "[" not in target.rsplit("::", 1)[-1] and node.startswith(target + "[")
 
 
 def targets_from_task(task: Mapping | None) -> list[str]:

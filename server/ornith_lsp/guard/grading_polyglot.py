@@ -12,14 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ornith_lsp.guard.outcome import GradeResult, selects
 from ornith_lsp.tasks.project import ProjectRun
 from ornith_lsp.tasks.runners import run_project_tests
 
 
 async def grade_project(tree: Path, targets: list[str], language: str, *, timeout_s: float,
                         report_dir: Path, deps_hints: Sequence[Path] = ()):
-    from ornith_lsp.guard.grading import GradeResult
-
     run = await run_project_tests(tree, language, node_ids=targets, timeout_s=timeout_s, deps_hints=deps_hints)
     log_path = report_dir / "tests.log"
     log_path.write_text(run.output, encoding="utf-8")
@@ -40,13 +39,11 @@ async def grade_project(tree: Path, targets: list[str], language: str, *, timeou
 
 
 def _judge(run: ProjectRun, targets: list[str], result):
-    from ornith_lsp.guard.grading import _selects
-
     result.summary_found = True
     outcomes = {r.node_id: r.outcome for r in run.results}
     absent = []
     for target in targets:
-        matched = {n: o for n, o in outcomes.items() if _selects(target, n)}
+        matched = {n: o for n, o in outcomes.items() if selects(target, n)}
         if not matched:
             absent.append(target)
         for node, outcome in matched.items():
