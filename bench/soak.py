@@ -7,7 +7,8 @@ worktree, pytest in the shadow, the guard's pristine run -- with the model
 played by the ScriptedPolicyServer TEST DOUBLE (tests/policy_double.py), one
 fix at a time so its script stays in order.  The server's resident memory
 (VmRSS) is read after a warm-up and at the end; the growth per task is the
-figure.  Also counted at the end: open file descriptors, child processes,
+figure.  Also counted at the end: open file descriptors, child processes
+(still alive after a settling wait),
 worktrees still registered, refs under refs/ornith/.
 
     python bench/soak.py [--tasks 200] [--quick]
@@ -47,6 +48,19 @@ def children(pid: int) -> list[int]:
     return [int(x) for x in out.split()]
 
 
+def settled_children(pid: int, wait_s: float = 10.0) -> list[int]:
+    """Children still alive once the server has had time to finish its
+    housekeeping: after ``ornith/fixDone`` it prunes checkpoint refs with a
+    short-lived ``git``, which is work, not a leak.  A leaked process outlives
+    the wait."""
+    deadline = time.monotonic() + wait_s
+    kids = children(pid)
+    while kids and time.monotonic() < deadline:
+        time.sleep(0.2)
+        kids = children(pid)
+    return kids
+
+
 def task(n: int) -> dict:
     return {"source": "test", "title": f"fix test_add (round {n})", "message": f"assert -1 == 5 (round {n})",
             "test_id": "test_calc.py::test_add", "location": {"path": "calc.py", "line": 2}}
@@ -82,7 +96,7 @@ def run(tasks: int) -> dict:
                     samples.append((n + 1, rss_kib(proc.pid)))
             elapsed = time.monotonic() - t0
             fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
-            kids = children(proc.pid)
+            kids = settled_children(proc.pid)
             wire.request("shutdown")
             wire.send({"jsonrpc": "2.0", "method": "exit"})
             code = proc.wait(30)
