@@ -23,21 +23,24 @@ from typing import Any
 
 from ornith_lsp import procs
 from ornith_lsp import settings as settings_mod
-from ornith_lsp.agent.loop import Report
-from ornith_lsp.agent.recheck import recheck
-from ornith_lsp.agent.session import FixResult, fix
+from ornith_lsp.agent.service import (
+    BackendUnavailable,
+    DoneEvent,
+    Event,
+    EventSink,
+    FixResult,
+    FixService,
+    PlanEvent,
+    Report,
+    StepEvent,
+    TestsCannotRun,
+    VerifyEvent,
+)
 from ornith_lsp.backends import explain
 from ornith_lsp.backends.planner import PlanError
-from ornith_lsp.backends.runtime import Backend, BackendUnavailable, make_plan
-from ornith_lsp.guard.judge import Judge
-from ornith_lsp.llm.client import ChatClient
-from ornith_lsp.tasks import Task, environment, runners
-from ornith_lsp.tasks.runners import TestsCannotRun
-from ornith_lsp.tasks.linters import run_mypy, run_ruff
-from ornith_lsp.tasks.pytest_report import run_tests, tasks_from_results
-from ornith_lsp.workspace import PatchError, Shadow, WorkspaceError, apply_to_tree, diffs, leftovers
+from ornith_lsp.tasks import Task
+from ornith_lsp.workspace import PatchError, Shadow, WorkspaceError, apply_to_tree, leftovers
 from ornith_lsp.workspace.repo import run_git
-
 
 class Progress:
     """A bar on a terminal, plain lines in a CI log."""
@@ -56,51 +59,6 @@ class Progress:
     def done(self) -> None:
         if self.tty:
             self.stream.write("\n")
-
-
-async def collect_tasks(root: Path, settings: settings_mod.Settings, diagnostics: list[str],
-                        progress: Progress, command: environment.TestCommand | None = None,
-                        ) -> tuple[list[Task], list[str], list[str]]:
-    """Failing tests and linter findings as tasks, plus the tests that pass now
-    (the regression baseline) and notes for the report.
-
-    ``command`` is the resolved test command (by default the setting).  A run that could
-    not test anything raises TestsCannotRun rather than reporting "0 tasks";
-    a run that collected no tests does too, unless diagnostics were asked for,
-    which are then the only tasks.  A JavaScript/TypeScript, Go or Rust project
-    goes to its own runner."""
-    if (other := await runners.collect(root, settings, diagnostics, progress.line)) is not None:
-        return other
-    notes: list[str] = []
-    progress.line("running the tests ...")
-    if command is None:
-        command = environment.from_setting(settings.agent.test_command or [])
-    run = await run_tests(root, command.argv or None, timeout_s=settings.agent.test_timeout_s)
-    problem = environment.run_problem(run, command, settings.agent.test_timeout_s)
-    if problem is not None and not (problem.kind == "no-tests" and diagnostics):
-        raise TestsCannotRun(problem.line())
-    if problem is not None:
-        notes.append(problem.message)
-    tasks = tasks_from_results(run.results)
-    baseline = [r.node_id for r in run.results if r.outcome == "passed"]
-    for name in diagnostics:
-        runner = {"ruff": run_ruff, "mypy": run_mypy}[name]
-        progress.line(f"running {name} ...")
-        lint = await runner(root)
-        if not lint.installed or lint.error:
-            notes.append(lint.error or f"{name} is not installed")
-        tasks += lint.tasks
-    return tasks, baseline, notes
-
-
-async def _collect_in_shadow(root: Path, settings: settings_mod.Settings, diagnostics: list[str],
-                             progress: Progress, command: environment.TestCommand | None = None,
-                             ) -> tuple[list[Task], list[str], list[str]]:
-    """:func:`collect_tasks` in a shadow of the tree, as the agent's own runs
-    are: whatever the test command or its plugins write (``.pytest_cache/``,
-    ``.benchmarks/``, coverage files) lands there, not in PATH."""
-    async with await Shadow.create(root, label="find tasks") as scratch:
-        return await collect_tasks(scratch.path, settings, diagnostics, progress, command)
 
 
 def task_record(result: FixResult) -> dict[str, Any]:
@@ -197,20 +155,18 @@ async def _run_fix(args: argparse.Namespace, settings: settings_mod.Settings, st
         settings.agent.test_command = shlex.split(args.tests)
     progress = Progress()
     diagnostics = [d for d in (args.diagnostics or "").split(",") if d]
-    command: environment.TestCommand | None = None
-    if runners.detect(root, settings.agent.language) == "python":  # other languages resolve their own runner
-        command = await environment.resolve(root, settings.agent.test_command)
-        if not command.ok:
-            print(f"ornith-lsp: the tests could not run: {command.problem}", file=sys.stderr)
-            return 2
-        settings = environment.with_command(settings, command)
-        progress.line(f"tests: {command.shown()} ({command.why})")
-    housekeeping = await asyncio.to_thread(leftovers.tidy, root)
+    service = FixService(root, settings)
     records: list[dict[str, Any]] = []
-    notes: list[str] = list(housekeeping)
+    notes: list[str] = []
     try:
-        tasks, baseline, found_notes = await _collect_in_shadow(root, settings, diagnostics, progress, command)
-        notes += found_notes
+        command = await service.test_command()
+        if command is not None:
+            progress.line(f"tests: {command.shown()} ({command.why})")
+        notes += await service.tidy()
+        found = await service.collect(diagnostics, progress=progress.line, resolved=True)
+        if found.problem is not None and not (found.problem.kind == "no-tests" and diagnostics):
+            raise TestsCannotRun(found.problem.line())
+        notes += found.notes
     except TestsCannotRun as exc:
         progress.done()
         print(f"ornith-lsp: {exc}", file=sys.stderr)
@@ -224,27 +180,25 @@ async def _run_fix(args: argparse.Namespace, settings: settings_mod.Settings, st
         progress.done()
         notes.append(f"{stop.reason} while running the tests; no task was started")
         return _interrupted(args, stop, records, notes)
-    tasks = tasks[: args.max_tasks]
+    tasks = found.tasks[: args.max_tasks]
     errors = 0
     overlays: dict[str, str] = {}
-    backend = None
     if tasks:
         try:
-            plan, problems = make_plan(settings)
+            await service.start_backend(on_event=lambda k, m: progress.line(f"[{k}] {m.splitlines()[0]}"))
         except PlanError as exc:
+            progress.done()
             print(f"ornith-lsp fix: cannot plan a model backend: {exc}", file=sys.stderr)
             return 2
-        backend = Backend(settings, plan, on_event=lambda k, m: progress.line(f"[{k}] {m.splitlines()[0]}"))
-        try:
-            await backend.start()
         except BackendUnavailable as exc:
             progress.done()
+            await service.stop_backend()
             _backend_failed(str(exc))
             return 2
         except asyncio.CancelledError:
             if not _caught(stop):
                 raise
-            await backend.stop()
+            await service.stop_backend()
             progress.done()
             notes.append(f"{stop.reason} while the model backend was starting; no task was started")
             return _interrupted(args, stop, records, notes)
@@ -252,28 +206,14 @@ async def _run_fix(args: argparse.Namespace, settings: settings_mod.Settings, st
         for n, task in enumerate(tasks, 1):
             label = f"[{n}/{len(tasks)}] {task.title[:60]}"
             progress.line(label)
-
-            def on_event(kind: str, data: dict[str, Any], label: str = label) -> None:
-                if kind == "step":
-                    progress.line(f"{label}: step {data['index']}/{data['of']} {data['intent'][:50]}")
-                elif kind in ("plan", "verify", "done"):
-                    progress.line(f"{label}: {kind} {data.get('status') or ''}".rstrip())
-
             task_started = time.monotonic()
             try:
-                async with backend.client() as llm:
-                    judge = _judge(settings, backend)
-                    try:
-                        result = await fix(task, root=root, llm=llm, settings=settings,
-                                           context_length=backend.plan.context_length, overlays=dict(overlays),
-                                           model_size=backend.plan.model_size,
-                                           baseline=baseline, judge=judge, on_event=on_event)
-                    except (WorkspaceError, OSError) as exc:
-                        errors += 1
-                        notes.append(f"{task.id}: {exc}")
-                        continue
-                    result = await recheck(result, root=root, settings=settings, overlays=dict(overlays),
-                                           baseline=baseline, judge=judge)
+                try:
+                    result = await service.fix(task, overlays=overlays, on_event=_progress_line(progress, label))
+                except (WorkspaceError, OSError) as exc:
+                    errors += 1
+                    notes.append(f"{task.id}: {exc}")
+                    continue
             except asyncio.CancelledError:
                 if not _caught(stop):
                     raise
@@ -282,12 +222,10 @@ async def _run_fix(args: argparse.Namespace, settings: settings_mod.Settings, st
                     notes.append(f"{len(tasks) - n} task(s) not started: {stop.reason}")
                 break
             records.append(task_record(result))
-            if result.verified:
-                overlays.update(await asyncio.to_thread(_changed_texts, root, result.diff, overlays))
+            await service.lay(result, overlays)
     finally:
         progress.done()
-        if backend is not None:
-            await backend.stop()
+        await service.stop_backend()
 
     if stop.signum is not None:
         return _interrupted(args, stop, records, notes, errors)
@@ -313,6 +251,7 @@ async def _run_fix(args: argparse.Namespace, settings: settings_mod.Settings, st
             finally:
                 await shadow.close()
         output = diff
+    command = found.command
     report = {"summary": summary(records, errors), "tasks": records, "notes": notes,
               "test_command": command.model_dump(include={"argv", "source", "why"}) if command else None}
     if stop.signum is not None:
@@ -323,6 +262,20 @@ async def _run_fix(args: argparse.Namespace, settings: settings_mod.Settings, st
     if errors:
         return 2
     return 0 if report["summary"]["fixed"] == report["summary"]["total"] else 1
+
+
+def _progress_line(progress: Progress, label: str) -> EventSink:
+    """The fix's events as one progress line each."""
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, StepEvent):
+            progress.line(f"{label}: step {event.index}/{event.of} {event.intent[:50]}")
+        elif isinstance(event, (PlanEvent, VerifyEvent)):
+            progress.line(f"{label}: {event.kind}")
+        elif isinstance(event, DoneEvent):
+            progress.line(f"{label}: done {event.status}")
+
+    return on_event
 
 
 def _backend_failed(message: str) -> None:
@@ -343,30 +296,6 @@ def _interrupted(args: argparse.Namespace, stop: procs.Interruption, records: li
               "interrupted": {"signal": stop.name, "reason": stop.reason}}
     _print(report, args.format, "")
     return procs.exit_code(stop.signum or 0)
-
-
-def _changed_texts(root: Path, diff: str, overlays: dict[str, str]) -> dict[str, str]:
-    """The post-fix text of each file the diff touches, for the next task's
-    shadow; a removed file becomes empty text, since overlays hold only text."""
-
-    def read(path: str) -> str | None:
-        if path in overlays:
-            return overlays[path]
-        file = root / path
-        return file.read_text(encoding="utf-8") if file.is_file() else None
-
-    return {path: text or "" for path, text in diffs.apply(diffs.parse(diff), read).items()}
-
-
-def _judge(settings: settings_mod.Settings, backend: Backend) -> Judge | None:
-    g = settings.guard
-    if g.judge == "off":
-        return None
-    if g.judge_endpoint:
-        key = settings_mod.api_key(settings.model_copy(update={"backend": settings.backend.model_copy(
-            update={"api_key_env": g.judge_api_key_env})}))
-        return Judge(lambda: ChatClient(g.judge_endpoint, g.judge_model or "judge", api_key=key))
-    return Judge(backend.client)
 
 
 def _print(report: dict[str, Any], fmt: str, diff: str | None) -> None:

@@ -23,21 +23,31 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from ornith_lsp.agent import edits, strategies
+from ornith_lsp.agent.events import (
+    TOOL_KINDS,
+    DoneEvent,
+    EventSink,
+    PlanEvent,
+    StepEvent,
+    StrategyEvent,
+    ToolEvent,
+    VerifyEvent,
+    ignore,
+)
 from ornith_lsp.agent.localize import Focus
 from ornith_lsp.agent.report import Limits, Report, Stop, Turn, Verification
-from ornith_lsp.agent.scaffold import Action, ParseError, Rewrite, Scaffold, Step, parse, schema_of
+from ornith_lsp.agent.scaffold import Action, Budget, ParseError, Rewrite, Scaffold, Step, parse, schema_of
 from ornith_lsp.agent.tools import ToolError, Tools, tool_help
 from ornith_lsp.llm.client import ChatClient, Completion, LLMError
 from ornith_lsp.tasks import Task
 
 OBSERVATION_CHARS = 3000
 SCAFFOLD_TRIES = 2  # a plan that does not validate twice hands over to the built-in strategies
-EventSink = Callable[[str, dict[str, Any]], None]
 
 
 def native_tools() -> list[dict[str, Any]]:
@@ -68,9 +78,10 @@ class Loop:
                  limits: Limits, on_event: EventSink | None = None, focus: Focus | None = None) -> None:
         self.task, self.llm, self.tools, self.verify, self.limits = task, llm, tools, verify, limits
         self.focus = focus
-        self.on_event = on_event or (lambda kind, data: None)
+        self.on_event: EventSink = on_event or ignore
         self.report = Report(task_id=task.id, focus=f"{focus.path}:{focus.symbol or '(file)'}" if focus else None)
         self.started = time.monotonic()
+        self.budget: Budget | None = None
         self.context = context
         self.native = limits.tool_calls in ("auto", "native")
         self.messages: list[dict[str, str]] = [
@@ -84,11 +95,14 @@ class Loop:
     # -- model calls ------------------------------------------------------------------
     def check_budget(self, messages: list[dict[str, str]] | None = None) -> None:
         r = self.report
-        if len(r.turns) >= self.limits.turns:
-            raise Stop("budget", f"turn budget of {self.limits.turns} used up")
+        turns, tokens = self.limits.turns, self.limits.tokens
+        if self.budget is not None:  # the model's own plan may ask for less, never for more
+            turns, tokens = min(turns, self.budget.turns), min(tokens, self.budget.tokens)
+        if len(r.turns) >= turns:
+            raise Stop("budget", f"turn budget of {turns} used up")
         used = sum(t.prompt_tokens + t.completion_tokens for t in r.turns)
-        if used >= self.limits.tokens:
-            raise Stop("budget", f"token budget of {self.limits.tokens} used up ({used})")
+        if used >= tokens:
+            raise Stop("budget", f"token budget of {tokens} used up ({used})")
         if time.monotonic() - self.started >= self.limits.wall_s:
             raise Stop("budget", f"wall-time budget of {self.limits.wall_s:.0f} s used up")
         size = (sum(len(m["content"]) for m in messages) // 3 if messages is not None else
@@ -201,7 +215,8 @@ class Loop:
             scaffold = await self._ask(Scaffold, "scaffold" if why is None else "replan",
                                        tries=SCAFFOLD_TRIES if why is None else None)
         self.report.scaffolds.append(scaffold.model_dump())
-        self.on_event("plan", {"scaffold": scaffold.model_dump(), "replan": why})
+        self.budget = scaffold.budget
+        self.on_event(PlanEvent(task_id=self.task.id, scaffold=scaffold, replan=why))
         return scaffold
 
     async def _check(self, step: Step, edits_before: int, reads_before: int) -> tuple[bool, str]:
@@ -236,7 +251,8 @@ class Loop:
         """Walk the steps; return a replan reason, or raise Stop once verified."""
         failed_calls: dict[str, str] = {}
         for index, step in enumerate(scaffold.steps, 1):
-            self.on_event("step", {"index": index, "of": len(scaffold.steps), "intent": step.intent})
+            self.on_event(StepEvent(task_id=self.task.id, title=self.task.title, index=index, of=len(scaffold.steps),
+                                    intent=step.intent))
             self._say(f"Step {index}/{len(scaffold.steps)}: {step.intent}\n"
                       f"Done when: {step.check.kind} ({step.check.description}). Answer with one action as JSON.")
             edits_before, reads_before = self.tools.edits_applied, self.tools.reads
@@ -247,7 +263,8 @@ class Loop:
                 if action.tool == "finish":
                     verdict = await self.verify()
                     self.report.verification = verdict
-                    self.on_event("verify", verdict.model_dump())
+                    self.on_event(VerifyEvent(task_id=self.task.id, ok=verdict.ok, vetoed=verdict.vetoed,
+                                              summary=verdict.summary))
                     if verdict.ok:
                         raise Stop("fixed", verdict.summary)
                     self.tools.record_outcome(("vetoed: " if verdict.vetoed else "not verified: ") + verdict.summary[:200])
@@ -260,20 +277,39 @@ class Loop:
                         break
                     return f"Step {index} ({step.intent}) did not pass its check {step.check.kind}: {detail}"
                 key = action.call.model_dump_json(exclude={"thought"})
+                if action.tool not in step.tools and key not in failed_calls:
+                    # the plan named this step's tools; another one is a change of plan, said out loud
+                    failed_calls[key] = f"{action.tool} is not among step {index}'s tools"
+                    turn.outcome = f"refused: {failed_calls[key]}"
+                    self._say(f"Step {index} planned the tools {', '.join(step.tools)}; {action.tool} is not one of "
+                              "them. Use one of them, call step_done, or finish.")
+                    continue
                 if key in failed_calls:
                     # the same failing call twice must change something: say so, then replan
                     turn.outcome = f"repeated a failing call: {failed_calls[key][:150]}"
                     return (f"The same {action.tool} call failed twice ({failed_calls[key][:200]}); "
                             "plan a different approach with other tools or arguments")
+                call_id = f"{self.task.id}-{turn.n}"
+                self._tool_event(call_id, action, "started")
                 try:
                     call = action.call
                     observation = await (self._rewrite(call) if isinstance(call, Rewrite) else self.tools.run(action))
+                    self._tool_event(call_id, action, "completed", observation)
                 except ToolError as exc:
                     observation = f"error: {exc}"
                     failed_calls[key] = str(exc)
+                    self._tool_event(call_id, action, "failed", observation)
                 turn.outcome = observation.splitlines()[0][:200] if observation else ""
                 self._say(f"{observation}\nNext action as JSON.")
         return "All steps are done but `finish` was never called; finish or plan the remaining work."
+
+    def _tool_event(self, call_id: str, action: Action, state: Literal["started", "completed", "failed"],
+                    output: str = "") -> None:
+        args = action.call.model_dump(exclude={"tool", "thought"}, exclude_defaults=True)
+        summary = " ".join(f"{k}={v}" for k, v in args.items() if isinstance(v, (str, int)) and k != "code")[:160]
+        self.on_event(ToolEvent(task_id=self.task.id, call_id=call_id, tool=action.tool,
+                                tool_kind=TOOL_KINDS.get(action.tool, "other"), state=state,
+                                summary=summary, output=output[:400]))
 
     async def model_plan(self) -> None:
         """The model's own scaffold, replanned on every failed check, until the budget ends it."""
@@ -287,7 +323,7 @@ class Loop:
         try:
             name, chosen_by = await strategies.choose(self)
             self.report.strategy, self.report.strategy_chosen_by = name, chosen_by
-            self.on_event("strategy", {"name": name, "chosen_by": chosen_by})
+            self.on_event(StrategyEvent(task_id=self.task.id, name=name, chosen_by=chosen_by))
             for step in strategies.sequence(name, self):
                 if self.report.strategies_run and self.report.strategy_chosen_by == "fallback":
                     self.report.strategy = step  # the model's plan did not validate: this one took over
@@ -296,7 +332,8 @@ class Loop:
                     await strategies.run(step, self)
                 except _Unplanned as exc:
                     self.report.strategy_chosen_by = "fallback"
-                    self.on_event("strategy", {"name": "fallback", "chosen_by": "fallback", "why": str(exc)})
+                    self.on_event(StrategyEvent(task_id=self.task.id, name="fallback", chosen_by="fallback",
+                                                why=str(exc)))
             raise Stop("unfixed", "; ".join(c.outcome for c in self.report.candidates[-2:])
                        or "every strategy ended without a verified fix")
         except Stop as stop:
@@ -306,5 +343,6 @@ class Loop:
                 self.report.status = "vetoed"
         self.report.dead_ends = [f"{k}: {v}" for k, v in self.tools.tried.items() if v != "tests passed"]
         self.report.wall_s = round(time.monotonic() - self.started, 3)
-        self.on_event("done", {"status": self.report.status, "reason": self.report.reason})
+        self.on_event(DoneEvent(task_id=self.task.id, title=self.task.title, status=self.report.status,
+                                reason=self.report.reason, verified=self.report.status == "fixed"))
         return self.report

@@ -1,8 +1,8 @@
 """The published schemas the model answers under.
 
 Ornith proposes its own scaffold before acting: a goal, a strategy, ordered
-steps (each with the tools it will use and a check that says it is done),
-the conditions under which it will replan, and a budget.  The loop holds the
+steps (each with the tools it will use and a check that says it is done)
+and a budget.  The loop holds the
 model to that plan: a step's check is evaluated by the harness, not taken on
 the model's word.
 
@@ -13,12 +13,14 @@ tool needs, so constrained decoding cannot produce a call no tool accepts.
 from __future__ import annotations
 
 import json
+import typing
 import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, RootModel, ValidationError
 
 ToolName = Literal["read_file", "search", "edit", "rewrite", "run_tests", "run_diagnostics", "step_done", "finish"]
+ALL_TOOLS: tuple[ToolName, ...] = typing.get_args(ToolName)
 CheckKind = Literal["target_tests_pass", "diagnostics_clean", "edit_applied", "context_read"]
 
 
@@ -39,10 +41,14 @@ class Budget(BaseModel):
 
 
 class Scaffold(BaseModel):
+    """Every field is held to: the steps' checks by the harness, each step's
+    tools by refusing any other (``step_done`` and ``finish`` always answer),
+    the budget as a cap under the user's own limits.  When to replan is not
+    the model's to say: a failed check replans."""
+
     goal: str = Field(max_length=160)
     strategy: str = Field(max_length=240)
     steps: list[Step] = Field(min_length=1, max_length=5)
-    replan_when: list[Annotated[str, Field(max_length=120)]] = Field(default_factory=list, max_length=3)
     budget: Budget
 
 

@@ -30,9 +30,10 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel
 
 from ornith_lsp.agent import edits
+from ornith_lsp.agent.events import CandidateEvent, EventSink, VerifyEvent
 from ornith_lsp.agent.localize import Focus, numbered
 from ornith_lsp.agent.report import Candidate, Stop
-from ornith_lsp.agent.scaffold import Check, ParseError, Scaffold, Step, parse
+from ornith_lsp.agent.scaffold import ALL_TOOLS, Check, ParseError, Scaffold, Step, parse
 from ornith_lsp.agent.tools import Tools
 from ornith_lsp.tasks import Task
 
@@ -47,15 +48,13 @@ READ_THEN_EDIT = Scaffold(
     goal="make the failing check pass by changing the code under test",
     strategy="read-then-edit (built in): read the code, edit it, run the tests, finish",
     steps=[
-        Step(intent="read the code the failure points at", tools=["read_file", "search"],
-             check=Check(kind="context_read")),
-        Step(intent="change the code under test", tools=["rewrite", "edit", "read_file"],
-             check=Check(kind="edit_applied")),
-        Step(intent="run the target tests and finish", tools=["run_tests", "finish"],
-             check=Check(kind="target_tests_pass")),
+        # a small model strays from the order; every step lets it use every tool
+        Step(intent="read the code the failure points at", tools=list(ALL_TOOLS), check=Check(kind="context_read")),
+        Step(intent="change the code under test", tools=list(ALL_TOOLS), check=Check(kind="edit_applied")),
+        Step(intent="run the target tests and finish", tools=list(ALL_TOOLS), check=Check(kind="target_tests_pass")),
     ],
-    replan_when=["the tests still fail"],
-    budget={"turns": 12, "tokens": 40000},
+    # the built-in plan leaves the budget to the user's limits: the caps of the schema
+    budget={"turns": 200, "tokens": 2_000_000},
 )
 
 
@@ -76,7 +75,7 @@ class Agent(Protocol):
     limits: Any
     report: Any
     messages: list[dict[str, str]]
-    on_event: Callable[[str, dict[str, Any]], None]
+    on_event: EventSink
     verify: Callable[[], Awaitable[Any]]
 
     async def complete(self, messages: list[dict[str, str]], stage: str, *, schema: type[BaseModel] | None = None,
@@ -225,7 +224,7 @@ async def _check(agent: Agent) -> tuple[bool, str]:
             return False, detail
     verdict = await agent.verify()
     agent.report.verification = verdict
-    agent.on_event("verify", verdict.model_dump())
+    agent.on_event(VerifyEvent(task_id=agent.task.id, ok=verdict.ok, vetoed=verdict.vetoed, summary=verdict.summary))
     if verdict.ok:
         raise Stop("fixed", verdict.summary)
     return False, ("vetoed: " if verdict.vetoed else "not verified: ") + verdict.summary
@@ -269,7 +268,7 @@ async def _rewrite(agent: Agent, *, rounds: int, repair: bool, reproduce: bool =
                 seen.add(edits.normalised(new))
                 path.write_text(new, encoding="utf-8")
                 agent.tools.edits_applied += 1
-                agent.on_event("candidate", {"n": n, "of": rounds})
+                agent.on_event(CandidateEvent(task_id=agent.task.id, n=n, of=rounds))
                 outcome = _first_failure((await _check(agent))[1])
         except edits.EditError as exc:
             outcome = f"unusable answer: {exc}"

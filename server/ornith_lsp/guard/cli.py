@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -92,21 +91,15 @@ def _make_judge(settings, args: argparse.Namespace, *, required: bool):
     """The judge's own endpoint, else the backend's when it is a fixed URL.  Without
     either, ``--judge`` is a usage error, while a judge set only in the settings
     leaves the deterministic layers to decide (the verdict notes it)."""
-    from ornith_lsp.guard.judge import Judge
-    from ornith_lsp.llm.client import ChatClient
+    from ornith_lsp.guard.judge import judge_for
 
     g = settings.guard
-    endpoint = args.judge_endpoint or g.judge_endpoint or settings.backend.endpoint
-    model = args.judge_model or g.judge_model or settings.backend.model or "judge"
-    if not endpoint:
-        if required:
-            raise GuardError("--judge needs an endpoint: pass --judge-endpoint, or set guard.judge_endpoint "
-                             "(or backend.endpoint) in ornith.toml")
-        return None
-    key = os.environ.get(g.judge_api_key_env) if g.judge_api_key_env else None
-    c = settings.client
-    return Judge(lambda: ChatClient(endpoint, model, api_key=key, connect_timeout=c.connect_timeout_s,
-                                    read_timeout=c.read_timeout_s, max_retries=min(c.max_retries, 1)))
+    judge = judge_for(settings, endpoint=args.judge_endpoint or g.judge_endpoint or settings.backend.endpoint,
+                      model=args.judge_model or g.judge_model or settings.backend.model)
+    if judge is None and required:
+        raise GuardError("--judge needs an endpoint: pass --judge-endpoint, or set guard.judge_endpoint "
+                         "(or backend.endpoint) in ornith.toml")
+    return judge
 
 
 def _read_diff(path: Path) -> str:

@@ -11,6 +11,7 @@ fall back to the deterministic layers and say so.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
@@ -19,6 +20,7 @@ from typing import Any
 
 from ornith_lsp.guard.verdict import Finding
 from ornith_lsp.llm.client import ChatClient, LLMError
+from ornith_lsp.settings import Settings
 
 PROMPT_PATH = Path(__file__).with_name("judge_prompt.md")
 SCHEMA: dict[str, Any] = {
@@ -103,3 +105,20 @@ def parse_answer(text: str) -> tuple[bool, str]:
         raise JudgeUnavailable(f"the judge's answer lacks a boolean 'veto' and a string 'reason': {text[:200]!r}")
     reason = " ".join(data["reason"].split())[:600] or ("vetoed without a reason" if data["veto"] else "no veto")
     return data["veto"], reason
+
+
+def judge_for(settings: Settings, *, endpoint: str | None = None, model: str | None = None,
+              fallback: Callable[[], ChatClient] | None = None) -> Judge | None:
+    """The one way a judge is built: on its own endpoint (``endpoint``, else
+    ``guard.judge_endpoint``) when there is one, else on ``fallback`` -- the
+    fixing model's client -- when given; None when neither exists.  Whether a
+    judge is wanted at all (``guard.judge``) is the caller's to decide."""
+    g = settings.guard
+    endpoint = endpoint or g.judge_endpoint
+    if endpoint:
+        key = os.environ.get(g.judge_api_key_env) or None if g.judge_api_key_env else None
+        name = model or g.judge_model or "judge"
+        c = settings.client
+        return Judge(lambda: ChatClient(endpoint, name, api_key=key, connect_timeout=c.connect_timeout_s,
+                                        read_timeout=c.read_timeout_s, max_retries=min(c.max_retries, 1)))
+    return Judge(fallback) if fallback is not None else None

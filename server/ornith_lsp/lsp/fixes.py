@@ -19,15 +19,23 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 from pygls.uris import from_fs_path, to_fs_path
 
-from ornith_lsp.agent.recheck import recheck
-from ornith_lsp.agent.session import FixResult, fix
-from ornith_lsp.backends.runtime import BackendUnavailable
-from ornith_lsp.tasks import Task, environment, runners
+from ornith_lsp.agent.service import (
+    BackendUnavailable,
+    DoneEvent,
+    Event,
+    EventSink,
+    FixResult,
+    PlanEvent,
+    Scaffold,
+    StepEvent,
+    TestsCannotRun,
+    ToolEvent,
+    VerifyEvent,
+    wire,
+)
+from ornith_lsp.tasks import Task
 from ornith_lsp.tasks.diagnostics import from_lsp_diagnostic, relative_path
-from ornith_lsp.tasks.project import tasks_from_cases
-from ornith_lsp.tasks.pytest_report import run_tests, tasks_from_results
-from ornith_lsp.workspace import PatchError, Shadow, WorkspaceError, diff_to_workspace_edit, diffs, rollback
-from ornith_lsp.workspace.checkpoints import prune_checkpoints
+from ornith_lsp.workspace import PatchError, WorkspaceError, diff_to_workspace_edit, diffs, rollback
 
 if TYPE_CHECKING:
     from ornith_lsp.lsp.server import OrnithServer
@@ -43,7 +51,7 @@ class FixState:
     job: asyncio.Task[Any] | None = None
     result: FixResult | None = None
     step: str = ""
-    scaffold: dict[str, Any] | None = None
+    scaffold: Scaffold | None = None
     error: str | None = None
 
     queued: bool = False
@@ -61,21 +69,12 @@ class FixState:
 
 @dataclass
 class Fixes:
-    """What the server remembers between requests: fixes by task id, test tasks
-    by uri, and the queue: at most ``concurrency`` fixes run at once (each
-    holds a backend slot, a shadow and test processes), the rest wait in
-    order, and at most ``queue_limit`` may wait."""
+    """What the server remembers between requests: fixes by task id and test
+    tasks by uri.  How many run at once is the fix service's (its slots); at
+    most ``agent.queue_limit`` may wait."""
 
     by_task: dict[str, FixState] = field(default_factory=dict)
     test_tasks: dict[str, list[Task]] = field(default_factory=dict)
-    _slots: asyncio.Semaphore | None = None
-    _width: int = 0
-
-    def slots(self, width: int) -> asyncio.Semaphore:
-        """The running-fix slots; a changed width applies to fixes queued from now on."""
-        if self._slots is None or width != self._width:
-            self._slots, self._width = asyncio.Semaphore(width), width
-        return self._slots
 
     def forget_oldest(self, keep: int = REMEMBERED_FIXES) -> None:
         """A long session must not grow without bound: beyond ``keep``
@@ -90,12 +89,10 @@ class Fixes:
     def running(self) -> int:
         return sum(1 for st in self.by_task.values() if st.status == "running")
 
-
-def concurrency(ls: OrnithServer) -> int:
-    """``agent.concurrency``, else the backend's slots (``backend.parallel``):
-    more fixes at once than slots would only queue inside the backend, each
-    holding a shadow and test processes while it waits."""
-    return ls.settings.agent.concurrency or ls.settings.backend.parallel
+    def offered(self) -> list[str]:
+        """Checkpoints of the verified fixes on offer: a rollback needs them."""
+        return [st.result.checkpoint_id for st in self.by_task.values()
+                if st.result and st.result.verified and st.result.checkpoint_id]
 
 
 def _open_documents(ls: OrnithServer) -> tuple[dict[str, str], dict[str, int | None]]:
@@ -201,16 +198,15 @@ async def start_fix(ls: OrnithServer, task: Task) -> dict[str, Any]:
         return {"taskId": task.id, "status": "refused",
                 "reason": f"{ls.fixes.waiting()} fixes are waiting already (agent.queue_limit); "
                           "cancel some (ornith.cancelAll) or wait"}
-    texts, versions = _open_documents(ls)
-    state = FixState(task=task, versions=versions, queued=True)
+    state = FixState(task=task, versions={}, queued=True)
     ls.fixes.by_task.pop(task.id, None)  # re-inserted last: the newest
     ls.fixes.by_task[task.id] = state
     ls.fixes.forget_oldest()
-    state.job = asyncio.create_task(_run_fix(ls, state, texts))
-    return {"taskId": task.id, "status": "queued" if ls.fixes.running() >= concurrency(ls) else "started"}
+    state.job = asyncio.create_task(_run_fix(ls, state))
+    return {"taskId": task.id, "status": "queued" if ls.fixes.running() >= ls.service.concurrency() else "started"}
 
 
-async def _run_fix(ls: OrnithServer, state: FixState, overlays: dict[str, str]) -> None:
+async def _run_fix(ls: OrnithServer, state: FixState) -> None:
     token = f"ornith-fix-{uuid.uuid4().hex[:8]}"
     progress = bool(ls.client_capabilities.window and ls.client_capabilities.window.work_done_progress)
     if progress:
@@ -221,18 +217,16 @@ async def _run_fix(ls: OrnithServer, state: FixState, overlays: dict[str, str]) 
         # the client's Cancel button on the progress cancels pygls' token future
         cancelled = ls.work_done_progress.tokens.get(token)
         if cancelled is not None and state.job is not None:
-            cancelled.add_done_callback(lambda f: state.job.cancel() if f.cancelled() else None)
+            cancelled.add_done_callback(lambda f: state.job.cancel() if f.cancelled() and state.job else None)
     try:
-        async with ls.fixes.slots(concurrency(ls)):
+        async with ls.service.slot():
             state.queued = False
-            # the buffers as they are when the fix really starts, not when it was queued
-            overlays, state.versions = _open_documents(ls)
-            await _fix_now(ls, state, overlays, token, progress)
-        await prune(ls)
+            await _fix_now(ls, state, token, progress)
+        await ls.service.prune(ls.fixes.offered())
     except asyncio.CancelledError:
         if state.queued:  # cancelled while waiting: it never started
-            ls.protocol.notify("ornith/fixDone", {"taskId": state.task.id, "status": "cancelled",
-                                                  "reason": "cancelled while queued", "verified": False})
+            _done(ls, DoneEvent(task_id=state.task.id, title=state.task.title, status="cancelled",
+                                reason="cancelled while queued"))
             if progress:
                 ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message="cancelled"))
         raise
@@ -242,63 +236,73 @@ async def _run_fix(ls: OrnithServer, state: FixState, overlays: dict[str, str]) 
         ls.work_done_progress.tokens.pop(token, None)
 
 
-async def _fix_now(ls: OrnithServer, state: FixState, overlays: dict[str, str], token: str, progress: bool) -> None:
-    if progress:
-        ls.work_done_progress.report(token, types.WorkDoneProgressReport(message="started"))
+def _done(ls: OrnithServer, event: DoneEvent) -> None:
+    ls.protocol.notify("ornith/fixDone", wire(event))
 
-    def on_event(kind: str, data: dict[str, Any]) -> None:
-        if kind == "plan":
-            state.scaffold = data["scaffold"]
-            ls.protocol.notify("ornith/plan", {"taskId": state.task.id, **data})
-            message = "replanning" if data.get("replan") else "plan ready"
-        elif kind == "step":
-            state.step = f"step {data['index']}/{data['of']}: {data['intent']}"
+
+def _listener(ls: OrnithServer, state: FixState, token: str, progress: bool) -> EventSink:
+    """The fix's events as the editor sees them: ``ornith/plan``, ``ornith/step``
+    and ``ornith/tool`` notifications and the progress message."""
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, PlanEvent):
+            state.scaffold = event.scaffold
+            ls.protocol.notify("ornith/plan", wire(event))
+            message = "replanning" if event.replan else "plan ready"
+        elif isinstance(event, StepEvent):
+            state.step = f"step {event.index}/{event.of}: {event.intent}"
             message = state.step
-            ls.protocol.notify("ornith/step", {"taskId": state.task.id, "title": state.task.title, **data})
-        elif kind == "verify":
-            message = "verified" if data.get("ok") else "verification failed"
+            ls.protocol.notify("ornith/step", wire(event))
+        elif isinstance(event, ToolEvent):
+            ls.protocol.notify("ornith/tool", wire(event))
+            return
+        elif isinstance(event, VerifyEvent):
+            message = "verified" if event.ok else "verification failed"
         else:
             return
         if progress:
             ls.work_done_progress.report(token, types.WorkDoneProgressReport(message=message))
 
+    return on_event
+
+
+async def _fix_now(ls: OrnithServer, state: FixState, token: str, progress: bool) -> None:
+    if progress:
+        ls.work_done_progress.report(token, types.WorkDoneProgressReport(message="started"))
+    # the buffers as they are when the fix really starts, not when it was queued
+    overlays, state.versions = _open_documents(ls)
+    at_end: dict[str, int | None] = {}
+
+    def now() -> dict[str, str]:
+        """The editor's view when the fix ends: the fix is re-verified against it."""
+        texts, versions = _open_documents(ls)
+        at_end.update(versions)
+        return texts
+
     outcome = "cancelled"
     try:
-        settings = ls.settings
-        if runners.detect(ls.root, settings.agent.language) == "python":  # other languages bring their own runner
-            command = await environment.resolve(ls.root, settings.agent.test_command)
-            if not command.ok:
-                raise RuntimeError(f"the tests could not run: {command.problem}")
-            settings = environment.with_command(settings, command)
-        async with ls.backend.client() as llm:
-            result = await fix(state.task, root=ls.root, llm=llm, settings=settings,
-                               context_length=ls.backend.plan.context_length, overlays=overlays,
-                               baseline=ls.baseline, on_event=on_event, model_size=ls.backend.plan.model_size)
-        # the user may have committed, switched branches or edited files meanwhile:
-        # a fix re-verified on the editor's view now is offered against that view
-        texts, versions = _open_documents(ls)
-        before = len(result.notes)
-        state.result = await recheck(result, root=ls.root, settings=settings, overlays=texts,
-                                     baseline=ls.baseline)
-        if state.result.verified and len(state.result.notes) > before:
-            state.versions = versions
-        report = state.result.report
+        result = await ls.service.fix(state.task, overlays=overlays, now=now,
+                                      on_event=_listener(ls, state, token, progress))
+        if result.verified and result.notes:  # re-verified on the editor's newer view: offered against it
+            state.versions = at_end
+        state.result = result
+        report = result.report
         outcome = f"{report.status}: {report.reason}"[:200]
-        if state.result.verified:
+        if result.verified:
             ls.say("Ornith: verified fix ready", show=True)
         else:
             ls.say(f"Ornith: no verified fix ({report.status})", show=True)
         ls.say(f"Ornith: {state.task.title}: {outcome}")
-        ls.protocol.notify("ornith/fixDone", {"taskId": state.task.id, "title": state.task.title, "status": report.status,
-                                              "reason": report.reason, "verified": state.result.verified})
+        _done(ls, DoneEvent(task_id=state.task.id, title=state.task.title, status=report.status,
+                            reason=report.reason, verified=result.verified))
     except asyncio.CancelledError:
-        ls.protocol.notify("ornith/fixDone", {"taskId": state.task.id, "status": "cancelled", "reason": "cancelled", "verified": False})
+        _done(ls, DoneEvent(task_id=state.task.id, title=state.task.title, status="cancelled", reason="cancelled"))
         raise
     except Exception as exc:  # a fix must never take the server down
         state.error = str(exc)
         outcome = f"error: {exc}"
         ls.say(f"Ornith: the fix failed: {exc}", types.MessageType.Error, show=True)
-        ls.protocol.notify("ornith/fixDone", {"taskId": state.task.id, "status": "error", "reason": str(exc), "verified": False})
+        _done(ls, DoneEvent(task_id=state.task.id, title=state.task.title, status="error", reason=str(exc)))
     finally:
         if progress:
             ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message=outcome))
@@ -323,35 +327,17 @@ async def run_tests_command(ls: OrnithServer) -> dict[str, Any]:
     diagnostics that would read as "all green"."""
     if ls.root is None:
         raise ValueError("the workspace has no root folder")
-    agent = ls.settings.agent
     texts, _ = _open_documents(ls)
-    language = runners.detect(ls.root, agent.language)
-    problem = None
-    if language != "python":
-        async with await Shadow.create(ls.root, texts, label="tests") as shadow:
-            run = await runners.run_project_tests(shadow.path, language, timeout_s=agent.test_timeout_s,
-                                                  command=runners.command_for(language, agent))
-        tasks = run.build_tasks + tasks_from_cases(run.results)
-        if run.could_not_run:
-            message = f"the {language} tests could not run: {run.note or 'no report was written'}"
-            ls.say(f"Ornith: {message}", types.MessageType.Error, show=True)
-            return {"passed": 0, "failed": 0, "reportFound": False, "timedOut": run.timed_out, "tasks": [],
-                    "error": message}
-    else:
-        command = await environment.resolve(ls.root, agent.test_command)
-        if not command.ok:
-            message = f"the tests could not run: {command.problem}"
-            ls.say(f"Ornith: {message}", types.MessageType.Error, show=True)
-            return {"passed": 0, "failed": 0, "reportFound": False, "timedOut": False, "tasks": [], "error": message}
-        async with await Shadow.create(ls.root, texts, label="tests") as shadow:
-            run = await run_tests(shadow.path, command.argv, timeout_s=agent.test_timeout_s)
-        problem = environment.run_problem(run, command, agent.test_timeout_s)
-        if problem is not None:
-            level = types.MessageType.Warning if problem.kind == "no-tests" else types.MessageType.Error
-            ls.say(f"Ornith: {problem.line()}", level, show=True)
-        tasks = tasks_from_results(run.results)
-    await prune(ls)
-    ls.baseline = [r.node_id for r in run.results if r.outcome == "passed"]
+    try:
+        run = await ls.service.collect(overlays=texts, protect=ls.fixes.offered())
+    except TestsCannotRun as exc:
+        ls.say(f"Ornith: {exc}", types.MessageType.Error, show=True)
+        return {"passed": 0, "failed": 0, "reportFound": False, "timedOut": False, "tasks": [], "error": str(exc)}
+    problem = run.problem
+    if problem is not None:
+        level = types.MessageType.Warning if problem.kind == "no-tests" else types.MessageType.Error
+        ls.say(f"Ornith: {problem.line()}", level, show=True)
+    tasks = run.tasks
     by_uri: dict[str, list[Task]] = {}
     for task in tasks:
         path = task.location.path if task.location else (task.test_id or "").split("::")[0]
@@ -365,20 +351,9 @@ async def run_tests_command(ls: OrnithServer) -> dict[str, Any]:
         ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=diags))
     ls.fixes.test_tasks = by_uri
     _refresh_code_lenses(ls)
-    return {"passed": len(ls.baseline), "failed": len(tasks), "reportFound": run.report_found,
+    return {"passed": len(run.baseline), "failed": len(tasks), "reportFound": run.report_found,
             "timedOut": run.timed_out, "tasks": [t.model_dump(mode="json") for t in tasks],
             **({"error": problem.line()} if problem is not None else {})}
-
-
-async def prune(ls: OrnithServer) -> None:
-    """Every fix and test run leaves a checkpoint: keep ``refs/ornith/``
-    bounded in a long session.  The checkpoints of verified fixes this server
-    offers stay (a rollback needs them)."""
-    in_use = [st.result.checkpoint_id for st in ls.fixes.by_task.values()
-              if st.result and st.result.verified and st.result.checkpoint_id]
-    if ls.root is not None:
-        with contextlib.suppress(WorkspaceError, OSError):
-            await asyncio.to_thread(prune_checkpoints, ls.root, protect=in_use)
 
 
 def _refresh_code_lenses(ls: OrnithServer) -> None:
@@ -435,7 +410,7 @@ def show(ls: OrnithServer, task_id: str) -> dict[str, Any]:
     r = state.result
     return {"taskId": task_id, "status": state.status, "step": state.step, "error": state.error,
             "title": state.task.title,
-            "scaffold": state.scaffold,
+            "scaffold": state.scaffold.model_dump() if state.scaffold else None,
             "diff": r.diff if r else "", "verified": bool(r and r.verified),
             "reason": r.report.reason if r else "", "checkpoint": r.checkpoint_id if r else None}
 
@@ -447,7 +422,7 @@ def list_tasks(ls: OrnithServer) -> list[dict[str, Any]]:
 
 def queue_status(ls: OrnithServer) -> dict[str, Any]:
     """How loaded the fix queue is, for a status bar."""
-    return {"running": ls.fixes.running(), "queued": ls.fixes.waiting(), "concurrency": concurrency(ls),
+    return {"running": ls.fixes.running(), "queued": ls.fixes.waiting(), "concurrency": ls.service.concurrency(),
             "queueLimit": ls.settings.agent.queue_limit}
 
 
@@ -471,8 +446,8 @@ def hover_markdown(task: Task, state: FixState | None) -> str:
         return f"**Ornith** · not started\n\n{task.title}: use the code action to start a fix."
     lines = [f"**Ornith** · {state.status}", "", state.task.title]
     if state.scaffold:
-        lines += ["", f"**Plan:** {state.scaffold.get('goal', '')}"]
-        lines += [f"{i}. {s.get('intent', '')}" for i, s in enumerate(state.scaffold.get("steps", []), 1)]
+        lines += ["", f"**Plan:** {state.scaffold.goal}"]
+        lines += [f"{i}. {s.intent}" for i, s in enumerate(state.scaffold.steps, 1)]
     if state.status == "running" and state.step:
         lines += ["", f"**Now:** {state.step}"]
     if state.error:

@@ -22,10 +22,10 @@ from pygls.uris import to_fs_path
 
 from ornith_lsp import __version__
 from ornith_lsp import settings as settings_mod
-from ornith_lsp.backends.runtime import Backend, BackendUnavailable, make_plan
+from ornith_lsp.agent.service import FixService
+from ornith_lsp.backends.runtime import Backend, BackendUnavailable
 from ornith_lsp.lsp import fixes
 from ornith_lsp.tasks import Task
-from ornith_lsp.workspace import leftovers
 
 log = logging.getLogger("ornith_lsp.lsp")
 
@@ -72,11 +72,14 @@ class OrnithServer(LanguageServer):
         self.editor_settings: dict[str, Any] = {}
         self.root: Path | None = None
         self.settings = settings_mod.Settings()
-        self.backend: Backend | None = None
+        self.service = FixService(None, self.settings)  # given its root at initialize
         self._backend_task: asyncio.Task[None] | None = None
         self._housekeeping: asyncio.Task[Any] | None = None
         self.fixes = fixes.Fixes()
-        self.baseline: list[str] = []  # tests that passed at the last ornith.runTests
+
+    @property
+    def backend(self) -> Backend | None:
+        return self.service.backend
 
     def report_server_error(self, error: Exception, source) -> None:
         """A body that is not JSON cannot be tied to a request id; JSON-RPC says
@@ -101,6 +104,7 @@ class OrnithServer(LanguageServer):
         except settings_mod.SettingsError as exc:
             self.say(f"ornith: {exc}", types.MessageType.Error, show=True)
             return False
+        self.service.settings = self.settings
         return True
 
     # -- backend ------------------------------------------------------------------------
@@ -123,11 +127,9 @@ class OrnithServer(LanguageServer):
             self.work_done_progress.begin(token, types.WorkDoneProgressBegin(title="Ornith: starting model backend", cancellable=False))
         outcome = "backend unavailable"
         try:
-            the_plan, problems = await asyncio.to_thread(make_plan, self.settings)
-            for problem in problems:
-                self.say(f"ornith: {problem}", types.MessageType.Warning)
-            self.backend = Backend(self.settings, the_plan, on_event=on_event)
-            await self.backend.start()
+            backend = await self.service.start_backend(
+                on_event, on_problem=lambda problem: self.say(f"ornith: {problem}", types.MessageType.Warning))
+            the_plan = backend.plan
             outcome = f"{the_plan.backend} ready: {the_plan.model_size or the_plan.model}, context {the_plan.context_length}"
         except BackendUnavailable:
             pass  # on_event has already told the user
@@ -151,8 +153,7 @@ class OrnithServer(LanguageServer):
             self._backend_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._backend_task
-        if self.backend is not None:
-            await self.backend.stop()
+        await self.service.stop_backend()
 
     async def backend_status(self) -> dict[str, Any]:
         if self.backend is None:
@@ -176,6 +177,7 @@ def build(cli_settings: dict[str, Any] | None = None) -> OrnithServer:
         root_uri = params.root_uri or (params.workspace_folders[0].uri if params.workspace_folders else None)
         root = to_fs_path(root_uri) if root_uri else params.root_path
         ls.root = Path(root) if root else None
+        ls.service.root = ls.root
         ls.editor_settings = _editor_options(params.initialization_options)
         if not ls.reload_settings():
             ls.editor_settings = {}
@@ -185,7 +187,7 @@ def build(cli_settings: dict[str, Any] | None = None) -> OrnithServer:
     def initialized(ls: OrnithServer, params: types.InitializedParams) -> None:
         ls._backend_task = asyncio.create_task(ls.start_backend())
         if ls.root is not None:
-            ls._housekeeping = asyncio.create_task(asyncio.to_thread(leftovers.tidy, ls.root))
+            ls._housekeeping = asyncio.create_task(ls.service.tidy())
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(ls: OrnithServer, params: types.DidChangeConfigurationParams) -> None:
