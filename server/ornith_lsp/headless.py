@@ -19,12 +19,15 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel
 
 from ornith_lsp import procs
 from ornith_lsp import settings as settings_mod
 from ornith_lsp.agent.service import (
     BackendUnavailable,
+    Candidate,
     DoneEvent,
     Event,
     EventSink,
@@ -34,6 +37,7 @@ from ornith_lsp.agent.service import (
     Report,
     StepEvent,
     TestsCannotRun,
+    Turn,
     VerifyEvent,
 )
 from ornith_lsp.backends import explain
@@ -61,55 +65,108 @@ class Progress:
             self.stream.write("\n")
 
 
-def task_record(result: FixResult) -> dict[str, Any]:
+RecordStatus = Literal["fixed", "unfixed", "vetoed", "error", "interrupted"]
+
+
+class Timings(BaseModel):
+    wall_s: float
+    decode_tok_s: float | None
+    prefill_ms: float
+    decode_ms: float
+
+
+class TaskRecord(BaseModel):
+    """One task in the CI report (``--format json``), the same fields whatever became of it."""
+
+    id: str
+    source: str
+    target: str
+    status: RecordStatus
+    reason: str
+    strategy: str | None
+    strategy_chosen_by: str | None
+    strategies_run: list[str]
+    tool_call_mode: str | None
+    edit_format: str | None
+    focus: str | None
+    candidates: list[Candidate]
+    scaffold: dict[str, Any] | None
+    replans: int
+    steps: list[Turn]
+    tokens: dict[str, int]
+    cache: dict[str, Any]
+    timings: Timings
+    verification: dict[str, Any]
+    dead_ends: list[str]
+    checkpoint: str | None
+    diff: str
+    unverified_diff: str
+
+
+class Summary(BaseModel):
+    total: int
+    fixed: int
+    unfixed: int
+    vetoed: int
+    interrupted: int
+    errors: int
+
+
+class RunReport(BaseModel):
+    summary: Summary
+    tasks: list[TaskRecord]
+    notes: list[str]
+    test_command: dict[str, Any] | None = None
+    interrupted: dict[str, str | None] | None = None
+
+
+def task_record(result: FixResult) -> TaskRecord:
     r = result.report
-    status = {"fixed": "fixed", "vetoed": "vetoed", "error": "error", "interrupted": "interrupted"}.get(r.status, "unfixed")
+    status: RecordStatus = r.status if r.status in ("fixed", "vetoed", "error", "interrupted") else "unfixed"  # type: ignore[assignment]
     t = result.task
     target = t.test_id or (f"{t.location.path}:{t.location.line}" if t.location else "")
-    return {
-        "id": t.id, "source": t.source, "target": target, "status": status, "reason": r.reason,
-        "strategy": r.strategy, "strategy_chosen_by": r.strategy_chosen_by, "strategies_run": r.strategies_run,
-        "tool_call_mode": r.tool_call_mode, "edit_format": r.edit_format, "focus": r.focus,
-        "candidates": [c.model_dump() for c in r.candidates],
-        "scaffold": r.scaffolds[-1] if r.scaffolds else None, "replans": max(0, len(r.scaffolds) - 1),
-        "steps": [turn.model_dump() for turn in r.turns],
-        "tokens": r.tokens(), "cache": r.cache(),
-        "timings": {"wall_s": r.wall_s, "decode_tok_s": r.decode_tok_s(),
-                    "prefill_ms": round(sum(x.prefill_ms or 0 for x in r.turns), 1),
-                    "decode_ms": round(sum(x.decode_ms or 0 for x in r.turns), 1)},
-        "verification": {**(r.verification.model_dump() if r.verification else {}), "guard": result.verdict},
-        "dead_ends": r.dead_ends,
-        "checkpoint": result.checkpoint_id,
-        "diff": result.diff if result.verified else "",
-        "unverified_diff": "" if result.verified else result.diff,
-    }
+    return TaskRecord(
+        id=t.id, source=t.source, target=target, status=status, reason=r.reason,
+        strategy=r.strategy, strategy_chosen_by=r.strategy_chosen_by, strategies_run=r.strategies_run,
+        tool_call_mode=r.tool_call_mode, edit_format=r.edit_format, focus=r.focus, candidates=r.candidates,
+        scaffold=r.scaffolds[-1] if r.scaffolds else None, replans=max(0, len(r.scaffolds) - 1),
+        steps=r.turns, tokens=r.tokens(), cache=r.cache(),
+        timings=Timings(wall_s=r.wall_s, decode_tok_s=r.decode_tok_s(),
+                        prefill_ms=round(sum(x.prefill_ms or 0 for x in r.turns), 1),
+                        decode_ms=round(sum(x.decode_ms or 0 for x in r.turns), 1)),
+        verification={**(r.verification.model_dump() if r.verification else {}), "guard": result.verdict},
+        dead_ends=r.dead_ends, checkpoint=result.checkpoint_id,
+        diff=result.diff if result.verified else "", unverified_diff="" if result.verified else result.diff,
+    )
 
 
-def interrupted_record(task: Task, reason: str, wall_s: float) -> dict[str, Any]:
+def interrupted_record(task: Task, reason: str, wall_s: float) -> TaskRecord:
     """The record of the task that was running when the run was interrupted:
     its work is gone with its shadow, the reason says why."""
     report = Report(task_id=task.id, status="interrupted", reason=reason, wall_s=round(wall_s, 1))
     return task_record(FixResult(task=task, report=report))
 
 
-def summary(records: list[dict[str, Any]], errors: int) -> dict[str, int]:
-    count = lambda s: sum(1 for r in records if r["status"] == s)  # noqa: E731
-    return {"total": len(records), "fixed": count("fixed"), "unfixed": count("unfixed"),
-            "vetoed": count("vetoed"), "interrupted": count("interrupted"), "errors": count("error") + errors}
+def summary(records: list[TaskRecord], errors: int) -> Summary:
+    def count(status: str) -> int:
+        return sum(1 for r in records if r.status == status)
+
+    return Summary(total=len(records), fixed=count("fixed"), unfixed=count("unfixed"), vetoed=count("vetoed"),
+                   interrupted=count("interrupted"), errors=count("error") + errors)
 
 
-def to_sarif(records: list[dict[str, Any]]) -> dict[str, Any]:
+def to_sarif(records: list[TaskRecord]) -> dict[str, Any]:
     """SARIF 2.1.0, so code-scanning UIs show each task and whether it was fixed."""
     results = []
     for rec in records:
-        path, _, line = rec["target"].partition(":") if rec["source"] != "test" else (rec["target"].split("::")[0], "", "1")
+        path, _, line = rec.target.partition(":") if rec.source != "test" else (rec.target.split("::")[0], "", "1")
         results.append({
-            "ruleId": f"ornith/{rec['source']}",
-            "level": "note" if rec["status"] == "fixed" else "warning",
-            "message": {"text": f"{rec['status']}: {rec['reason']}"},
+            "ruleId": f"ornith/{rec.source}",
+            "level": "note" if rec.status == "fixed" else "warning",
+            "message": {"text": f"{rec.status}: {rec.reason}"},
             "locations": [{"physicalLocation": {"artifactLocation": {"uri": path},
                                                 "region": {"startLine": int(line or 1)}}}],
-            "properties": {"ornith": {k: rec[k] for k in ("id", "status", "tokens", "diff")}},
+            "properties": {"ornith": rec.model_dump(include={"id", "status", "tokens", "diff"})},
         })
     return {"version": "2.1.0", "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
             "runs": [{"tool": {"driver": {"name": "ornith-lsp", "informationUri": "https://github.com/ornith"}},
@@ -156,7 +213,7 @@ async def _run_fix(args: argparse.Namespace, settings: settings_mod.Settings, st
     progress = Progress()
     diagnostics = [d for d in (args.diagnostics or "").split(",") if d]
     service = FixService(root, settings)
-    records: list[dict[str, Any]] = []
+    records: list[TaskRecord] = []
     notes: list[str] = []
     try:
         command = await service.test_command()
@@ -238,7 +295,7 @@ async def _run_fix(args: argparse.Namespace, settings: settings_mod.Settings, st
                     Path(args.patch).write_text(diff)
                 if args.branch:
                     run_git(shadow.worktree, "-c", "user.name=ornith-lsp", "-c", "user.email=ornith-lsp@localhost",
-                            "commit", "-q", "-a", "-m", f"ornith-lsp: {sum(1 for r in records if r['status'] == 'fixed')} verified fix(es)")
+                            "commit", "-q", "-a", "-m", f"ornith-lsp: {sum(1 for r in records if r.status == 'fixed')} verified fix(es)")
                     head = str(run_git(shadow.worktree, "rev-parse", "HEAD")).strip()
                     run_git(shadow.worktree, "branch", args.branch, head)
                 if args.apply:
@@ -252,16 +309,17 @@ async def _run_fix(args: argparse.Namespace, settings: settings_mod.Settings, st
                 await shadow.close()
         output = diff
     command = found.command
-    report = {"summary": summary(records, errors), "tasks": records, "notes": notes,
-              "test_command": command.model_dump(include={"argv", "source", "why"}) if command else None}
+    report = RunReport(summary=summary(records, errors), tasks=records, notes=notes,
+                       test_command=command.model_dump(include={"argv", "source", "why"}) if command else None)
     if stop.signum is not None:
-        report["interrupted"] = {"signal": stop.name, "reason": f"{stop.reason} while the fixes were written; they were finished first"}
+        report.interrupted = {"signal": stop.name,
+                              "reason": f"{stop.reason} while the fixes were written; they were finished first"}
     _print(report, args.format, output)
     if stop.signum is not None:
         return procs.exit_code(stop.signum)
     if errors:
         return 2
-    return 0 if report["summary"]["fixed"] == report["summary"]["total"] else 1
+    return 0 if report.summary.fixed == report.summary.total else 1
 
 
 def _progress_line(progress: Progress, label: str) -> EventSink:
@@ -286,35 +344,35 @@ def _backend_failed(message: str) -> None:
         print(f"  | {text}", file=sys.stderr)
 
 
-def _interrupted(args: argparse.Namespace, stop: procs.Interruption, records: list[dict[str, Any]],
+def _interrupted(args: argparse.Namespace, stop: procs.Interruption, records: list[TaskRecord],
                  notes: list[str], errors: int = 0) -> int:
     """The report of an interrupted run: what was done, the task that was cut
     short, and nothing written to the tree (an interrupted run applies nothing)."""
     if args.apply or args.patch or args.branch:
         notes.append(f"{stop.reason}: nothing was applied, written or committed; the verified diffs are in this report")
-    report = {"summary": summary(records, errors), "tasks": records, "notes": notes,
-              "interrupted": {"signal": stop.name, "reason": stop.reason}}
+    report = RunReport(summary=summary(records, errors), tasks=records, notes=notes,
+                       interrupted={"signal": stop.name, "reason": stop.reason})
     _print(report, args.format, "")
     return procs.exit_code(stop.signum or 0)
 
 
-def _print(report: dict[str, Any], fmt: str, diff: str | None) -> None:
+def _print(report: RunReport, fmt: str, diff: str | None) -> None:
     if fmt == "json":
-        print(json.dumps(report, indent=2))
+        print(report.model_dump_json(indent=2, exclude_none=False))
     elif fmt == "sarif":
-        print(json.dumps(to_sarif(report["tasks"]), indent=2))
+        print(json.dumps(to_sarif(report.tasks), indent=2))
     else:
-        s = report["summary"]
-        print(f"{s['total']} task(s): {s['fixed']} fixed, {s['unfixed']} unfixed, {s['vetoed']} vetoed, "
-              + (f"{s['interrupted']} interrupted, " if s.get("interrupted") else "") + f"{s['errors']} errors")
-        for rec in report["tasks"]:
-            print(f"- {rec['status']:<8} {rec['target']}: {rec['reason']}  "
-                  f"({len(rec['steps'])} turns, {rec['tokens']['prompt'] + rec['tokens']['completion']} tokens, {rec['timings']['wall_s']} s)")
-            if rec["diff"]:
-                print("  " + rec["diff"].replace("\n", "\n  "))
-        for note in report["notes"]:
+        s = report.summary
+        print(f"{s.total} task(s): {s.fixed} fixed, {s.unfixed} unfixed, {s.vetoed} vetoed, "
+              + (f"{s.interrupted} interrupted, " if s.interrupted else "") + f"{s.errors} errors")
+        for rec in report.tasks:
+            print(f"- {rec.status:<8} {rec.target}: {rec.reason}  "
+                  f"({len(rec.steps)} turns, {rec.tokens['prompt'] + rec.tokens['completion']} tokens, {rec.timings.wall_s} s)")
+            if rec.diff:
+                print("  " + rec.diff.replace("\n", "\n  "))
+        for note in report.notes:
             print(f"note: {note}")
-        if diff is None and s["fixed"]:
+        if diff is None and s.fixed:
             print("(nothing was changed: use --apply, --patch FILE or --branch NAME)")
 
 

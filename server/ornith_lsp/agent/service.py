@@ -32,7 +32,7 @@ from ornith_lsp.agent.events import (
     ignore,
     wire,
 )
-from ornith_lsp.agent.report import Report
+from ornith_lsp.agent.report import Candidate, Report, Turn
 from ornith_lsp.agent.scaffold import Scaffold
 from ornith_lsp.agent.recheck import recheck
 from ornith_lsp.agent.session import FixResult, fix
@@ -50,9 +50,9 @@ from ornith_lsp.workspace.checkpoints import prune_checkpoints
 Progress = Callable[[str], None]
 
 # what a front end needs of the agent, all from here: the service, its results and its events
-__all__ = ["BackendUnavailable", "CandidateEvent", "DoneEvent", "Event", "EventSink", "FixResult", "FixService",
+__all__ = ["BackendUnavailable", "Candidate", "CandidateEvent", "DoneEvent", "Event", "EventSink", "FixResult", "FixService",
            "PlanEvent", "Report", "Scaffold", "StepEvent", "StrategyEvent", "TestRun", "TestsCannotRun", "ToolEvent",
-           "VerifyEvent", "wire"]
+           "Turn", "VerifyEvent", "wire"]
 
 
 class TestRun(BaseModel):
