@@ -18,11 +18,12 @@ from policy_double import ScriptedPolicyServer
 PLAN = {
     "goal": "make test_add pass", "strategy": "read, fix the operator, verify",
     "steps": [
-        {"intent": "read calc.py", "tools": ["read_file"], "check": {"kind": "context_read", "description": ""}},
+        {"intent": "read calc.py", "tools": ["read_file", "search", "edit", "rewrite", "run_tests"],
+         "check": {"kind": "context_read", "description": ""}},
         {"intent": "fix add", "tools": ["edit", "run_tests"], "check": {"kind": "target_tests_pass", "description": ""}},
         {"intent": "finish", "tools": ["finish"], "check": {"kind": "target_tests_pass", "description": ""}},
     ],
-    "replan_when": ["tests still fail"], "budget": {"turns": 12, "tokens": 20000},
+    "budget": {"turns": 12, "tokens": 20000},
 }
 READ = {"thought": "look", "tool": "read_file", "path": "calc.py"}
 STEP_DONE = {"tool": "step_done"}
@@ -82,6 +83,25 @@ async def test_failed_check_replans_and_a_repeated_edit_is_refused(tmp_path):
     assert len(refused) == 1
 
 
+async def test_a_step_may_use_only_the_tools_its_plan_named(tmp_path):
+    strict = {**PLAN, "steps": [{"intent": "read calc.py", "tools": ["read_file"],
+                                 "check": {"kind": "context_read", "description": ""}}, *PLAN["steps"][1:]]}
+    answers = [strict, GOOD_EDIT,          # an edit in a reading step: refused, said why
+               READ, STEP_DONE, GOOD_EDIT, STEP_DONE, FINISH]
+    result, requests, _ = await run(tmp_path, answers)
+    assert result.report.status == "fixed"
+    assert "refused: edit is not among step 1's tools" in result.report.turns[1].outcome
+    told = requests[2]["messages"][-1]["content"]
+    assert "planned the tools read_file" in told and "edit is not one of them" in told
+
+
+async def test_the_plans_own_budget_caps_the_task(tmp_path):
+    frugal = {**PLAN, "budget": {"turns": 3, "tokens": 20000}}
+    result, _, _ = await run(tmp_path, [frugal, READ, STEP_DONE, GOOD_EDIT, STEP_DONE, FINISH], max_turns=24)
+    assert result.report.status in ("budget", "unfixed") and len(result.report.turns) <= 3
+    assert "turn budget of 3 used up" in result.report.reason or result.report.strategies_run[-1] != "model-plan"
+
+
 async def test_garbage_unknown_tool_and_escapes_are_answered_and_budgets_end_the_task(tmp_path):
     answers = [
         "this is not json at all",
@@ -102,7 +122,8 @@ async def test_garbage_unknown_tool_and_escapes_are_answered_and_budgets_end_the
     assert "does not occur" in outcomes[5]
     assert "more than" in outcomes[6] and "bytes" in outcomes[6]
     # the 10 MB answer alone blows the token budget: the task ends with a report
-    assert report.status == "budget" and "token budget of 200000" in report.reason
+    # (the plan asked for 20000 tokens: its own budget is the cap, under the 200000 of the settings)
+    assert report.status == "budget" and "token budget of 20000 used up" in report.reason
     assert result.diff == "" and not result.verified
 
 

@@ -256,6 +256,7 @@ class Loop:
             self._say(f"Step {index}/{len(scaffold.steps)}: {step.intent}\n"
                       f"Done when: {step.check.kind} ({step.check.description}). Answer with one action as JSON.")
             edits_before, reads_before = self.tools.edits_applied, self.tools.reads
+            strayed: set[str] = set()
             while True:
                 action: Action = await self._ask(Action, "act")
                 turn = self.report.turns[-1]
@@ -277,10 +278,13 @@ class Loop:
                         break
                     return f"Step {index} ({step.intent}) did not pass its check {step.check.kind}: {detail}"
                 key = action.call.model_dump_json(exclude={"thought"})
-                if action.tool not in step.tools and key not in failed_calls:
+                if action.tool not in step.tools:
                     # the plan named this step's tools; another one is a change of plan, said out loud
-                    failed_calls[key] = f"{action.tool} is not among step {index}'s tools"
-                    turn.outcome = f"refused: {failed_calls[key]}"
+                    why = f"{action.tool} is not among step {index}'s tools"
+                    turn.outcome = f"refused: {why}"
+                    if action.tool in strayed:
+                        return f"{why} ({', '.join(step.tools)}), asked twice; plan the steps with the tools they need"
+                    strayed.add(action.tool)
                     self._say(f"Step {index} planned the tools {', '.join(step.tools)}; {action.tool} is not one of "
                               "them. Use one of them, call step_done, or finish.")
                     continue
