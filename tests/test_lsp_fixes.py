@@ -169,8 +169,7 @@ async def test_cancel_stops_a_running_fix_and_outside_paths_get_no_action(editor
 
 
 async def test_hover_markdown_says_status_step_reason_and_bounds_the_diff():
-    from ornith_lsp.agent.loop import Report
-    from ornith_lsp.agent.session import FixResult
+    from ornith_lsp.agent.service import FixResult, Report, Scaffold
     from ornith_lsp.lsp.fixes import HOVER_DIFF_LINES, FixState, hover_markdown
     from ornith_lsp.tasks import Task
 
@@ -178,7 +177,8 @@ async def test_hover_markdown_says_status_step_reason_and_bounds_the_diff():
     assert "not started" in hover_markdown(task, None)
 
     state = FixState(task=task, versions={}, step="step 2/3: edit calc.py",
-                     scaffold={"goal": "make add add", "steps": [{"intent": "read calc.py"}, {"intent": "edit it"}]})
+                     scaffold=Scaffold.model_validate({**PLAN, "goal": "make add add", "steps": [
+                         {**PLAN["steps"][0], "intent": "read calc.py"}, {**PLAN["steps"][1], "intent": "edit it"}]}))
     state.job = asyncio.get_running_loop().create_future()  # a fix still running
     text = hover_markdown(task, state)
     assert "· running" in text and "**Now:** step 2/3: edit calc.py" in text and "2. edit it" in text
