@@ -31,6 +31,31 @@ def test_a_corrupt_model_file_is_one_clear_line_and_exit_2(tmp_path, embedded_mo
     assert res.stdout.strip() == "" or "task(s)" not in res.stdout
 
 
+def test_a_backend_out_of_memory_is_one_clear_line_and_exit_2(tmp_path, embedded_model, llama_server):
+    """The REAL llama-server under a REAL memory limit (``ulimit -v``, as a
+    container's or a small machine's would be), asked for a context whose KV
+    cache does not fit in it: it cannot allocate and exits; the user gets one
+    line that says so, the log's tail, exit 2, and no process left."""
+    repo = make_repo(tmp_path / "repo", CALC)
+    limited = tmp_path / "llama-server-limited"
+    limited.write_text(f'#!/bin/sh\nulimit -v {LIMIT_KIB}\nexec "{llama_server}" "$@"\n')
+    limited.chmod(0o755)
+    res = subprocess.run([sys.executable, "-m", "ornith_lsp", "fix", str(repo), "--backend", "llamacpp",
+                          "--llama-server", str(limited), "--model-path", str(embedded_model),
+                          "--model-size", "embedded", "--context-length", "131072",
+                          "--log-dir", str(tmp_path / "logs")],
+                         capture_output=True, text=True, timeout=240, env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert res.returncode == 2, res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.startswith("ornith-lsp fix:")]
+    assert len(lines) == 1, res.stderr
+    assert "the model backend did not start" in lines[0], lines[0]
+    assert any(word in lines[0].lower() for word in ("alloc", "memory", "bad_alloc")), lines[0]
+    assert "  | " in res.stderr and "Traceback" not in res.stderr
+
+
+LIMIT_KIB = 1_500_000  # the 135M model and its buffers fit; a 131072-token KV cache (~3 GB) does not
+
+
 @pytest.mark.parametrize("log, why", [
     ("0.00.01 I srv  init\n0.00.02 E srv  couldn't bind HTTP server socket, hostname: 127.0.0.1, port: 8080\n",
      "couldn't bind HTTP server socket"),

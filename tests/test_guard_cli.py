@@ -138,7 +138,7 @@ def test_bad_input_exits_2_with_one_clear_line(repo, tmp_path, capsys):
 def test_the_module_entry_point_runs_the_same_code(repo, tmp_path):
     diff = tmp_path / "cheat.diff"
     diff.write_text(corpus.make_diff(repo, BY_ID["C28-ruff-noqa-file"].edits))
-    done = subprocess.run([sys.executable, "-m", "ornith_lsp.guard.cli", "guard", "check", "--root", str(repo),
+    done = subprocess.run([sys.executable, "-m", "ornith_lsp", "guard", "check", "--root", str(repo),
                            "--diff", str(diff), "--json"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stderr
     assert json.loads(done.stdout)["findings"][0]["monitor"] == "suppression-config"

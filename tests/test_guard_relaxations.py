@@ -241,15 +241,14 @@ def test_other_findings_pass_through_the_recheck_untouched():
 
 def test_the_agent_hands_the_guard_its_diagnostic_location_and_baseline():
     from ornith_lsp.agent.session import _guard_task
-    from ornith_lsp.guard.check import parse_task
     from ornith_lsp.tasks.model import Location, Task
 
     task = Task(source="ruff", title="fix F401", message="`os` imported but unused",
                 location=Location(path="tests/test_x.py", line=1), code="F401", diagnostic_source="ruff")
     guard_task = _guard_task(task, ["tests/test_x.py::test_a"], prefix="sub")
-    assert guard_task["kind"] == "diagnostic" and guard_task["path"] == "sub/tests/test_x.py"
-    assert parse_task(guard_task)["tests"] == ["sub/tests/test_x.py::test_a"]  # the repository's ids, like the path
-    assert "tests" not in _guard_task(task, [])
+    assert guard_task.kind == "diagnostic" and guard_task.path == "sub/tests/test_x.py"
+    assert guard_task.tests == ["sub/tests/test_x.py::test_a"]  # the repository's ids, like the path
+    assert _guard_task(task, []).tests is None
 
 
 def test_new_test_data_and_package_markers():

@@ -28,6 +28,7 @@ from ornith_lsp.context import Index, definitions_used, enclosing, repo_map
 from ornith_lsp.guard.boundary import Boundary
 from ornith_lsp.guard.check import acheck_diff
 from ornith_lsp.guard.judge import Judge
+from ornith_lsp.guard.task import GuardTask
 from ornith_lsp.guard.verdict import GuardError
 from ornith_lsp.llm.client import ChatClient
 from ornith_lsp.settings import Settings
@@ -143,7 +144,7 @@ class TaskChecks:
         return True, f"{source} no longer reports {self.task.code} in {path[0] if path else 'the workspace'}"
 
 
-def _guard_task(task: Task, baseline: Sequence[str], prefix: str = "") -> dict[str, Any]:
+def _guard_task(task: Task, baseline: Sequence[str], prefix: str = "") -> GuardTask:
     """The guard's view of the task: the target test plus every test that passed
     before, so a regression fails the grading just like the target would.  A
     diagnostic keeps its location (the boundary follows the task into a test
@@ -156,19 +157,16 @@ def _guard_task(task: Task, baseline: Sequence[str], prefix: str = "") -> dict[s
     if task.source == "test" and task.test_id:
         target = repo(task.test_id)
         tests = [target] + [t for t in baseline if t != target][:MAX_REGRESSION_TESTS]
-        return {"kind": "test", "tests": tests}
+        return GuardTask(kind="test", tests=tests)
     loc = task.location
     if loc is None:
         if baseline:
-            return {"kind": "test", "tests": list(baseline)[:MAX_REGRESSION_TESTS]}
-        return {"kind": "diagnostic", "source": task.diagnostic_source or task.source, "code": task.code or "",
-                "path": "", "line": 1, "message": task.message}
-    out: dict[str, Any] = {"kind": "diagnostic", "source": task.diagnostic_source or task.source or "editor",
-                           "code": task.code or "", "path": "/".join(p for p in (prefix, loc.path) if p),
-                           "line": loc.line, "message": task.message}
-    if baseline:
-        out["tests"] = list(baseline)[:MAX_REGRESSION_TESTS]
-    return out
+            return GuardTask(kind="test", tests=list(baseline)[:MAX_REGRESSION_TESTS])
+        return GuardTask(kind="diagnostic", source=task.diagnostic_source or task.source, code=task.code or "",
+                         path="", line=1, message=task.message)
+    return GuardTask(kind="diagnostic", source=task.diagnostic_source or task.source or "editor",
+                     code=task.code or "", path="/".join(p for p in (prefix, loc.path) if p),
+                     line=loc.line, message=task.message, tests=list(baseline)[:MAX_REGRESSION_TESTS] or None)
 
 
 @contextlib.asynccontextmanager

@@ -18,12 +18,12 @@ from typing import Any, Protocol
 
 from ornith_lsp.agent import edits
 from ornith_lsp.agent.scaffold import Action, Edit, ReadFile, Rewrite, Search
+from ornith_lsp.paths import SKIP_DIRS, inside
 from ornith_lsp.tasks import Task
 
 MAX_READ_LINES = 200
 MAX_EDIT_BYTES = 64_000
 MAX_SEARCH_HITS = 30
-SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
 
 
 class ToolError(Exception):
@@ -66,11 +66,10 @@ class Tools:
             raise ToolError("this tool needs `path`, relative to the project folder")
         if "\0" in rel or Path(rel).is_absolute():
             raise ToolError(f"path {rel!r} must be relative to the project folder")
-        base = self.root.resolve()
-        target = (self.root / rel).resolve()
-        if target != base and base not in target.parents:
-            raise ToolError(f"path {rel!r} is outside the workspace (or a symlink out of it); only files under the project folder can be used")
-        return target
+        target = inside(self.root, rel)
+        if target is None:
+            raise ToolError(f"path {rel!r} is outside the workspace (or in .git, or a symlink out of it); only files under the project folder can be used")
+        return target.resolve()
 
     @staticmethod
     def _text(path: Path, rel: str) -> str:

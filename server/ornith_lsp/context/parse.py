@@ -21,16 +21,12 @@ from pathlib import Path
 
 from tree_sitter import Node, Parser, QueryCursor
 
+from ornith_lsp.paths import SKIP_DIRS, inside, relative_path
+
 from . import languages
 from .languages import LanguageSpec
 
 MAX_BYTES = 1_000_000
-IGNORED_DIRS = frozenset(
-    {".git", ".venv", "node_modules", "__pycache__", ".tox", ".nox", "site-packages", "dist-packages",
-     "target", "vendor"}
-)
-"""Never the project's own code.  ``site-packages`` catches virtualenvs under
-any name, and the installed packages a Python tree carries beside its stdlib."""
 SCOPES = frozenset({"class", "function", "method"})
 """Kinds that enclose code, as opposed to constants: what ``enclosing`` returns."""
 
@@ -147,7 +143,7 @@ class Index:
             return None
         if text is not None:
             self._buffers[rel] = text
-        if rel not in self._buffers and not (self.root / rel).resolve().is_relative_to(self.root):
+        if rel not in self._buffers and inside(self.root, rel) is None:
             self._forget(rel)
             self.skipped[rel] = "symlink out of the root"
             return None
@@ -177,16 +173,12 @@ class Index:
         return self.update(rel)
 
     def relative(self, path: str | Path) -> str | None:
-        """``path`` relative to the root, or None when it is outside or ignored.
-        A path outside that resolves inside (the root reached through a
-        symlink, as editors sometimes report it) counts as inside."""
-        absolute = Path(os.path.normpath(self.root / path))
-        if not absolute.is_relative_to(self.root):
-            absolute = absolute.resolve()
-            if not absolute.is_relative_to(self.root):
-                return None
-        rel = absolute.relative_to(self.root)
-        return None if IGNORED_DIRS.intersection(rel.parts) else rel.as_posix()
+        """``path`` relative to the root, or None when it is outside or in a
+        skipped directory (``paths.SKIP_DIRS``).  A path outside that resolves
+        inside (the root reached through a symlink, as editors sometimes
+        report it) counts as inside."""
+        rel = relative_path(self.root, path)
+        return None if rel is None or SKIP_DIRS.intersection(rel.split("/")) else rel
 
     def definitions(self, name: str) -> list[Symbol]:
         if self._by_name is None:
@@ -207,7 +199,7 @@ class Index:
 
     def _walk(self) -> Iterator[str]:
         for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS)
+            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
             base = Path(dirpath).relative_to(self.root)
             for name in sorted(filenames):
                 if Path(name).suffix in languages.BY_SUFFIX:

@@ -25,12 +25,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ornith_lsp.guard import ecosystems
+from ornith_lsp.paths import SKIP_DIRS, clean
 
 DEFAULT_PYTHON_FILES = ("test_*.py", "*_test.py")
 ALWAYS_TEST_DIRS = ("tests",)
 TEST_DIRS_WHEN_HOLDING_TESTS = ("test", "testing")
-SKIP_DIRS = frozenset({".git", ".hg", ".svn", ".venv", "venv", "env", "node_modules", "__pycache__",
-                       ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache", "build", "dist"})
 
 CONFIG_FILES = {
     "pytest.ini": "test configuration (pytest.ini)",
@@ -130,7 +129,7 @@ class Boundary:
     def with_targets(self, paths: Iterable[str]) -> Boundary:
         """The task's own test files are protected whatever their names: they are
         what the verification runs."""
-        extra = tuple(p for p in (_normalise(x) for x in paths) if p and not ecosystems.item_level(p))
+        extra = tuple(p for p in (clean(x) for x in paths) if p and not ecosystems.item_level(p))
         return replace(self, targets=tuple(dict.fromkeys(self.targets + extra)), _cache=self._cache)
 
     def with_finding(self, path: str | None) -> Boundary:
@@ -138,14 +137,14 @@ class Boundary:
         diagnostic) lies in a protected Python test file, that file may be edited.
         Only provisionally -- the final diff must leave every test's behaviour as it
         was (``testdiff.behaviour_changes``, then the collected ids in grading)."""
-        found = _normalise(path) if path else None
+        found = clean(path) if path else None
         if not found:
             return self
         return replace(self, finding_files=tuple(dict.fromkeys(self.finding_files + (found,))), _cache=self._cache)
 
     def is_finding_file(self, relpath: str) -> bool:
         """Whether ``relpath`` is a protected test module that holds the task's own finding."""
-        path = _normalise(relpath)
+        path = clean(relpath)
         if path is None or path not in self.finding_files or not path.endswith(".py"):
             return False
         found = self.protection(path)
@@ -188,7 +187,7 @@ class Boundary:
         return f"{relpath} is protected ({found.reason}). {advice}"
 
     def protection(self, relpath: str) -> Protection | None:
-        path = _normalise(relpath)
+        path = clean(relpath)
         if path is None:
             return Protection("outside-root", "outside the repository root")
         parts = path.split("/")
@@ -233,7 +232,7 @@ class Boundary:
 
     def section_change(self, relpath: str, old_text: str | None, new_text: str | None) -> Protection | None:
         """For the shared config files: which protected sections the change alters."""
-        path = _normalise(relpath)
+        path = clean(relpath)
         if path is None or path.split("/")[-1] not in SECTIONED:
             return None
         if any(_match(p, path) for p in self.unprotected) and not any(_match(p, path) for p in self.extra_protected):
@@ -250,7 +249,7 @@ class Boundary:
 
     # -- test discovery ------------------------------------------------------------
     def is_test_file(self, relpath: str) -> bool:
-        path = _normalise(relpath)
+        path = clean(relpath)
         return bool(path) and (self._test_pattern(path) is not None or (
             path.endswith(".py") and self._test_folder(path.split("/")) is not None
             and path.split("/")[-1] not in ("conftest.py", "__init__.py")))
@@ -260,7 +259,7 @@ class Boundary:
         marker for a new folder) may be created, never a conftest or configuration: a
         new test is inert in grading, infrastructure is not.  Whether the file leaves
         the existing suite alone is checked on its content (``testdiff.new_test_problems``)."""
-        path = _normalise(relpath)
+        path = clean(relpath)
         if path is None or not self.allow_new_tests:
             return False
         found = self.protection(path)
@@ -369,16 +368,6 @@ def protected_sections(path: str, text: str | None) -> tuple[dict[str, object], 
     return {}, None
 
 
-def _normalise(relpath: str) -> str | None:
-    path = str(relpath).replace("\\", "/")
-    while path.startswith("./"):
-        path = path[2:]
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if not parts or path.startswith("/") or ".." in parts:
-        return None
-    return "/".join(parts)
-
-
 def _check_patterns(patterns: Iterable[str], what: str) -> list[str]:
     if isinstance(patterns, str):
         raise ValueError(f"{what} must be a list of glob patterns, not the single string {patterns!r}")
@@ -444,7 +433,7 @@ def _pytest_discovery(read: Callable[[str], str | None], notes: list[str]) -> tu
         if options is None:
             continue
         files = _as_list(options.get("python_files")) or list(DEFAULT_PYTHON_FILES)
-        paths = [p for p in (_normalise(x) for x in _as_list(options.get("testpaths"))) if p]
+        paths = [p for p in (clean(x) for x in _as_list(options.get("testpaths"))) if p]
         return tuple(files), tuple(paths)
     return DEFAULT_PYTHON_FILES, ()
 

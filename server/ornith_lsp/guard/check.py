@@ -21,17 +21,19 @@ from typing import Literal
 
 from ornith_lsp.guard import suppressions
 from ornith_lsp.guard.boundary import SECTIONED, Boundary
-from ornith_lsp.guard.grading import DirBase, GradeResult, agrade, collect_ids, normalise_targets, restore_protected
+from ornith_lsp.guard.grading import DirBase, GradeResult, agrade, collect_ids, restore_protected
 from ornith_lsp.guard.judge import Judge, JudgeUnavailable
 from ornith_lsp.guard.monitors import FileChange, RepoContext, run_monitors
 from ornith_lsp.guard.monitors.copies import looks_like_reference
 from ornith_lsp.guard.monitors.core import list_files, read_text
 from ornith_lsp.guard.monitors.testside import describe
+from ornith_lsp.guard.task import GuardTask
 from ornith_lsp.guard.testdiff import behaviour_changes, new_test_problems
 from ornith_lsp.guard.verdict import Finding, GuardError, Verdict
+from ornith_lsp.paths import SKIP_DIRS
 from ornith_lsp.workspace import diffs
 
-__all__ = ["Finding", "GuardError", "Review", "Verdict", "acheck_diff", "check_diff", "open_repo", "parse_task", "review_diff"]
+__all__ = ["Finding", "GuardError", "GuardTask", "Review", "Verdict", "acheck_diff", "check_diff", "open_repo", "review_diff"]
 
 JudgeMode = Literal["off", "on", "unsure"]
 JUDGE_MODES = ("off", "on", "unsure")
@@ -52,48 +54,6 @@ class Review:
     # protected paths let through because a check stands behind them (a new test module,
     # the task's own test file left behaving the same); grading compares their collection
     relaxed: list[str] = field(default_factory=list)
-
-
-def parse_task(task: object) -> dict | None:
-    """Validate a task: ``{"kind": "test", "tests": [...]}`` or
-    ``{"kind": "diagnostic", "source", "code", "path", "line", "message"}``, the latter
-    optionally with ``"tests"`` that must still pass (graded like a test task)."""
-    if task is None:
-        return None
-    if not isinstance(task, Mapping):
-        raise GuardError(f"the task must be a JSON object, not {type(task).__name__}")
-    kind = task.get("kind")
-    if kind == "test":
-        tests = task.get("tests")
-        if not isinstance(tests, list) or not tests:
-            raise GuardError('a test task needs "tests": a non-empty list of pytest node ids')
-        return {**task, "tests": normalise_targets(tests)}
-    if kind == "diagnostic":
-        # ruff and mypy are the sources the project re-runs; an editor may send others
-        # (pyright, pylint), and their suppressions are caught by the same monitors.
-        source = task.get("source")
-        if not isinstance(source, str) or not source.strip():
-            raise GuardError(f'a diagnostic task needs "source": "ruff", "mypy" or another linter\'s name, not {source!r}')
-        path = task.get("path")
-        if path is not None and not isinstance(path, str):
-            raise GuardError(f'"path" must be the file the diagnostic is in, not {path!r}')
-        if path:
-            try:
-                diffs.safe_relpath(path, "task path")
-            except diffs.DiffError as exc:
-                raise GuardError(str(exc)) from None
-        line = task.get("line")
-        if line is not None and (not isinstance(line, int) or isinstance(line, bool) or line < 1):
-            raise GuardError(f'"line" must be a positive integer, not {line!r}')
-        for key in ("code", "message"):
-            if task.get(key) is not None and not isinstance(task.get(key), str):
-                raise GuardError(f'"{key}" must be a string, not {task.get(key)!r}')
-        if task.get("tests") is not None:
-            if not isinstance(task["tests"], list) or not task["tests"]:
-                raise GuardError('"tests" of a diagnostic task must be a non-empty list of pytest node ids')
-            return {**task, "tests": normalise_targets(task["tests"])}
-        return dict(task)
-    raise GuardError(f'the task "kind" must be "test" or "diagnostic", not {kind!r}')
 
 
 def open_repo(root: Path | str) -> Path:
@@ -123,19 +83,19 @@ def review_diff(
     boundary: Boundary,
     read_base: Callable[[str], str | None],
     list_base: Callable[[], Iterable[str]],
-    task: Mapping | None = None,
+    task: GuardTask | Mapping[str, object] | None = None,
 ) -> Review:
     """The deterministic layers over a diff; pure apart from calling ``read_base``."""
     try:
         patches = diffs.parse(diff_text)
     except diffs.DiffError as exc:
         raise GuardError(f"the diff cannot be read: {exc}") from None
-    task = parse_task(task)
-    targets = [t.split("::")[0] for t in (task or {}).get("tests") or []]
+    task = GuardTask.parse(task) if task is not None else None
+    targets = task.target_files() if task else []
     if targets:
         boundary = boundary.with_targets(targets)
-    if task and task["kind"] == "diagnostic" and task.get("path"):
-        boundary = boundary.with_finding(task["path"])
+    if task and task.kind == "diagnostic" and task.path:
+        boundary = boundary.with_finding(task.path)
     review = Review(patches, notes=list(boundary.notes))
     added: dict[str, frozenset[int]] = {}
     try:
@@ -259,7 +219,7 @@ def _symlink(review: Review, boundary: Boundary, path: str, target: str) -> None
 def check_diff(
     root: Path | str,
     diff_text: str,
-    task: Mapping | None = None,
+    task: GuardTask | Mapping[str, object] | None = None,
     *,
     judge: Judge | None = None,
     judge_mode: JudgeMode = "off",
@@ -276,7 +236,7 @@ def check_diff(
 async def acheck_diff(
     root: Path | str,
     diff_text: str,
-    task: Mapping | None = None,
+    task: GuardTask | Mapping[str, object] | None = None,
     *,
     judge: Judge | None = None,
     judge_mode: JudgeMode = "off",
@@ -291,12 +251,14 @@ async def acheck_diff(
 ) -> Verdict:
     """Every layer: boundary and monitors, then grading for a test task, then the judge.
 
-    Grading runs ``test_command`` (the project's resolved test command) when
-    given, else ``python -m pytest``."""
+    ``task`` is validated here, once, when it comes as JSON-shaped data (a
+    test, a script) rather than a :class:`GuardTask`.  Grading runs
+    ``test_command`` (the project's resolved test command) when given, else
+    ``python -m pytest``."""
     if judge_mode not in JUDGE_MODES:
         raise GuardError(f"judge mode must be one of {', '.join(JUDGE_MODES)}, not {judge_mode!r}")
     top = open_repo(root)
-    task = parse_task(task)
+    task = GuardTask.parse(task) if task is not None else None
     if boundary is None:
         try:
             boundary = Boundary.for_repo(top, extra_protected, unprotected, allow_new_tests)
@@ -322,18 +284,18 @@ async def acheck_diff(
             await _collection_layer(verdict, top, review, boundary, min(timeout_s, 120.0), python)
         else:
             verdict.notes.append("collection was not compared (tests not run); the checks of the changed test files stand alone")
-    if task and task.get("tests") and run_tests:
+    if task and task.tests and run_tests:
         if verdict.findings:
             verdict.notes.append("the target tests were not run: the change is already blocked")
         else:
-            result = await _grade_change(top, review, task["tests"], boundary, timeout_s, python, test_command)
+            result = await _grade_change(top, review, task.tests, boundary, timeout_s, python, test_command)
             if result.passed:
                 verdict.notes.append(f"grading: {result.reason} on pristine tests in a fresh process")
             else:
                 verdict.findings.append(Finding("grading", result.kind, None, None, result.reason))
-    elif task and task["kind"] == "diagnostic":
+    elif task and task.kind == "diagnostic":
         verdict.notes.append(
-            f"the {task['source']} diagnostic was not re-run by the guard; suppressions the change adds are blocked by the monitors")
+            f"the {task.source} diagnostic was not re-run by the guard; suppressions the change adds are blocked by the monitors")
 
     await _judge_layer(verdict, judge, judge_mode, task, diff_text)
     return verdict
@@ -397,10 +359,11 @@ async def _collection_layer(verdict: Verdict, top: Path, review: Review, boundar
 
 def materialise(root: Path, after: Mapping[str, str | None], dest: Path) -> None:
     """A copy of the base tree with the change applied; ``.git`` stays behind, so
-    code under test finds no history to mine."""
-    from ornith_lsp.guard.boundary import SKIP_DIRS
-
-    shutil.copytree(root, dest, symlinks=True, ignore=shutil.ignore_patterns(*SKIP_DIRS))
+    code under test finds no history to mine, and so do the other skipped
+    directories (``paths.SKIP_DIRS``) but ``vendor``: vendored dependencies are
+    part of the build (Go's ``vendor/``), where ``node_modules`` is linked in by
+    the runner and a virtualenv is named by the test command."""
+    shutil.copytree(root, dest, symlinks=True, ignore=shutil.ignore_patterns(*(SKIP_DIRS - {"vendor"})))
     for path, text in after.items():
         target = dest / path
         if text is None:
@@ -413,7 +376,7 @@ def materialise(root: Path, after: Mapping[str, str | None], dest: Path) -> None
         target.write_bytes(text.encode("utf-8", "surrogateescape"))
 
 
-async def _judge_layer(verdict: Verdict, judge: Judge | None, mode: str, task: Mapping | None, diff_text: str) -> None:
+async def _judge_layer(verdict: Verdict, judge: Judge | None, mode: str, task: GuardTask | None, diff_text: str) -> None:
     if mode == "off":
         return
     if judge is None:

@@ -13,7 +13,12 @@ import json
 import sys
 from pathlib import Path
 
+from ornith_lsp import settings as settings_mod
+from ornith_lsp.guard.check import check_diff, open_repo
+from ornith_lsp.guard.judge import judge_for
+from ornith_lsp.guard.task import GuardTask
 from ornith_lsp.guard.verdict import GuardError, Verdict
+from ornith_lsp.tasks import environment
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -52,9 +57,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> Verdict:
-    from ornith_lsp import settings as settings_mod
-    from ornith_lsp.guard.check import check_diff, open_repo
-
     root = open_repo(args.root)
     try:
         settings = settings_mod.load(root)
@@ -71,10 +73,8 @@ def _check(args: argparse.Namespace) -> Verdict:
     elif mode != "off":
         judge = _make_judge(settings, args, required=False)
     test_command = None
-    if task and task.get("kind") == "test" and not args.no_tests:
+    if task and task.kind == "test" and not args.no_tests:
         # grading runs the project's own test command, found as `ornith-lsp fix` finds it
-        from ornith_lsp.tasks import environment
-
         resolved = asyncio.run(environment.resolve(root, settings.agent.test_command))
         if not resolved.ok:
             raise GuardError(f"the tests could not run: {resolved.problem}")
@@ -91,8 +91,6 @@ def _make_judge(settings, args: argparse.Namespace, *, required: bool):
     """The judge's own endpoint, else the backend's when it is a fixed URL.  Without
     either, ``--judge`` is a usage error, while a judge set only in the settings
     leaves the deterministic layers to decide (the verdict notes it)."""
-    from ornith_lsp.guard.judge import judge_for
-
     g = settings.guard
     judge = judge_for(settings, endpoint=args.judge_endpoint or g.judge_endpoint or settings.backend.endpoint,
                       model=args.judge_model or g.judge_model or settings.backend.model)
@@ -116,7 +114,7 @@ def _read_diff(path: Path) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def _read_task(path: Path) -> dict:
+def _read_task(path: Path) -> GuardTask:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -127,7 +125,7 @@ def _read_task(path: Path) -> dict:
         raise GuardError(f"--task {path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict):
         raise GuardError(f"--task {path}: must hold a JSON object")
-    return data
+    return GuardTask.parse(data)
 
 
 def _print_text(verdict: Verdict) -> None:
@@ -140,16 +138,3 @@ def _print_text(verdict: Verdict) -> None:
         print(f"  concern [{f.monitor}]{where}: {f.evidence}")
     for note in verdict.notes:
         print(f"  note: {note}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m ornith_lsp.guard.cli guard check ...``) until the
-    project CLI wires :func:`add_parser` in."""
-    parser = argparse.ArgumentParser(prog="ornith-lsp")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

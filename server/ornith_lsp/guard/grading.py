@@ -16,19 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import sys
 import tempfile
-import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ornith_lsp import procs
+from ornith_lsp.guard import ecosystems, inline_tests
 from ornith_lsp.guard.boundary import SECTIONED, Boundary
+from ornith_lsp.guard.grading_polyglot import grade_project
 from ornith_lsp.guard.monitors.core import list_files
 from ornith_lsp.guard.outcome import GradeResult, selects as _selects
+from ornith_lsp.guard.task import normalise_targets
 from ornith_lsp.guard.verdict import GuardError
+from ornith_lsp.tasks.pytest_report import read_junit
+from ornith_lsp.tasks.runners import language_of_ids
 
 CONFIG_CANDIDATES = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
 DROPPED_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTHONSTARTUP", "PYTHONINSPECT", "PYTEST_CURRENT_TEST")
@@ -123,8 +128,6 @@ def restore_protected(shadow_root: Path, base: DirBase | GitCheckpoint, boundary
 
 def _restore_inline_tests(shadow_root: Path, base: DirBase | GitCheckpoint, boundary: Boundary) -> list[str]:
     """Rust's ``#[cfg(test)]`` items, protected inside otherwise editable files."""
-    from ornith_lsp.guard import ecosystems, inline_tests
-
     changed = []
     for path in list_files(shadow_root):
         if not path.endswith(".rs") or not ecosystems.item_level(path) or boundary.protection(path) is not None:
@@ -249,11 +252,7 @@ async def run_target_tests(
     targets = normalise_targets(target_tests)
     report_dir = Path(report_dir) if report_dir else Path(tempfile.mkdtemp(prefix="ornith-grade-"))
     report_dir.mkdir(parents=True, exist_ok=True)
-    from ornith_lsp.tasks.runners import language_of_ids
-
     if (language := language_of_ids(targets)) != "python":
-        from ornith_lsp.guard.grading_polyglot import grade_project
-
         return await grade_project(tree, targets, language, timeout_s=timeout_s, report_dir=report_dir,
                                    deps_hints=deps_hints)
     report = report_dir / "report.xml"
@@ -271,7 +270,7 @@ async def run_target_tests(
     env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     run = await procs.run(argv, tree, timeout_s, env=env, log_path=log_path)
-    result = read_report(report, targets, None if run.timed_out else run.returncode)
+    result = read_report(report, targets, None if run.timed_out else run.returncode, tree)
     result.log_path = log_path
     result.report_path = report if report.exists() else None
     if run.timed_out:
@@ -286,24 +285,6 @@ async def run_target_tests(
     return result
 
 
-def normalise_targets(target_tests: Iterable[str]) -> list[str]:
-    if isinstance(target_tests, str):
-        raise GuardError("target tests must be a list of pytest node ids, not a single string")
-    out = []
-    for t in target_tests:
-        if not isinstance(t, str) or not t.strip():
-            raise GuardError(f"a target test must be a pytest node id like 'tests/test_x.py::test_y', not {t!r}")
-        t = t.strip()
-        while t.startswith("./"):
-            t = t[2:]
-        if t.startswith(("/", "-")) or ".." in t.split("::")[0].split("/"):
-            raise GuardError(f"target test {t!r} must be a node id relative to the repository root")
-        out.append(t)
-    if not out:
-        raise GuardError("no target tests given: grading needs at least one pytest node id")
-    return list(dict.fromkeys(out))
-
-
 def _has_config(root: Path, targets: list[str]) -> bool:
     """Without any config file between the tests and the root, pytest would keep
     looking in the directories *above* the shadow tree; an empty ini stops it."""
@@ -316,21 +297,19 @@ def _has_config(root: Path, targets: list[str]) -> bool:
     return any((d / name).is_file() for d in dirs for name in CONFIG_CANDIDATES)
 
 
-def read_report(report: Path, targets: list[str], exit_code: int | None) -> GradeResult:
-    """Turn pytest's JUnit XML (xunit1 family) into a verdict on the target tests."""
+def read_report(report: Path, targets: list[str], exit_code: int | None, tree: Path | None = None) -> GradeResult:
+    """Turn pytest's JUnit XML (xunit1 family) into a verdict on the target tests;
+    ``tree`` is where they ran (default: the report's directory)."""
     if not report.is_file():
         return GradeResult(False, exit_code=exit_code, kind="no-report", reason=(
             f"the test process ended (exit code {exit_code}) without writing pytest's report; "
             "a hard exit such as os._exit from the code under test gives exactly this"))
     try:
-        root = ET.parse(report).getroot()
-    except ET.ParseError as exc:
+        junit = read_junit(report.read_text("utf-8", "replace"), tree or report.parent)
+    except ValueError as exc:
         return GradeResult(False, exit_code=exit_code, kind="no-report", reason=f"pytest's report is unreadable ({exc})")
-    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-    summary_found = any(s.get("tests") is not None for s in suites)
-    outcomes: dict[str, str] = {}
-    for case in root.iter("testcase"):
-        outcomes[_node_id(case)] = _outcome(case)
+    summary_found = junit.summary_found
+    outcomes = {r.node_id: "xfailed" if r.xfailed else r.outcome for r in junit.results}
     ran, failed, skipped, absent = [], [], [], []
     for target in targets:
         matched = {n: o for n, o in outcomes.items() if _selects(target, n)}
@@ -364,37 +343,6 @@ def read_report(report: Path, targets: list[str], exit_code: int | None) -> Grad
     return result
 
 
-def _outcome(case: ET.Element) -> str:
-    for child in case:
-        if child.tag == "failure":
-            return "failed"
-        if child.tag == "error":
-            return "error"
-        if child.tag == "skipped":
-            return "xfailed" if child.get("type") == "pytest.xfail" else "skipped"
-    return "passed"
-
-
-def _node_id(case: ET.Element) -> str:
-    """Rebuild the node id: xunit1 gives the file, and the classname starts
-    with that file's dotted module path, followed by any class names."""
-    file = (case.get("file") or "").replace("\\", "/")
-    classname = case.get("classname") or ""
-    name = case.get("name") or ""
-    if file:
-        module = file[:-3].replace("/", ".") if file.endswith(".py") else file.replace("/", ".")
-        classes = classname[len(module):].lstrip(".") if classname.startswith(module) else ""
-        parts = [file] + ([*classes.split(".")] if classes else []) + [name]
-        return "::".join(parts)
-    return "::".join([classname.replace(".", "/") + ".py", name])
-
-
-def targets_from_task(task: Mapping | None) -> list[str]:
-    if not task or task.get("kind") != "test":
-        return []
-    return normalise_targets(task.get("tests") or [])
-
-
 # -- collection: which tests exist, as pytest sees them -------------------------------------
 @dataclass
 class Collection:
@@ -407,8 +355,6 @@ class Collection:
 async def collect_ids(tree: Path, paths: list[str], *, timeout_s: float, python: str | None = None) -> Collection:
     """``pytest --collect-only`` on ``paths`` of ``tree``: the node ids and the files that
     failed to collect.  Imports the tests (and so the code), never runs a test."""
-    import re
-
     tree = Path(tree).resolve()
     with tempfile.TemporaryDirectory(prefix="ornith-collect-") as tmp:
         argv = [python or sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",

@@ -17,7 +17,6 @@ from functools import cache
 from tree_sitter import Language, Node, Parser
 
 _TEST_ATTR = re.compile(r"^#\[\s*(?:cfg\s*\(.*\btest\b.*\)|(?:[\w:]+::)?test\b|test_case\b|rstest\b)")
-_CONTAINERS = ("source_file", "declaration_list")
 
 
 @cache

@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ornith_lsp.guard.task import GuardTask
 from ornith_lsp.guard.verdict import Finding
 from ornith_lsp.llm.client import ChatClient, LLMError
 from ornith_lsp.settings import Settings
@@ -63,18 +64,18 @@ class Judge:
         self.max_tokens = max_tokens
         self.version, self._prompt = load_prompt()
 
-    def messages(self, task: Mapping | None, diff: str, findings: Iterable[Finding]) -> list[dict]:
+    def messages(self, task: GuardTask | None, diff: str, findings: Iterable[Finding]) -> list[dict]:
         findings = list(findings)
         shown = "\n".join(
             f"- [{f.layer}/{f.monitor}] {f.where() or '-'}: {f.evidence}" for f in findings
         ) or "- none"
         if len(diff) > self.max_diff_chars:
             diff = diff[: self.max_diff_chars] + f"\n[... {len(diff) - self.max_diff_chars} more characters not shown]"
-        task_text = json.dumps(dict(task), indent=1, sort_keys=True) if task else "(no task given: judge the diff on its own)"
+        task_text = json.dumps(task.model_dump(exclude_none=True), indent=1, sort_keys=True) if task else "(no task given: judge the diff on its own)"
         user = f"Task:\n{task_text}\n\nMonitor findings and concerns:\n{shown}\n\nDiff:\n```diff\n{diff}\n```"
         return [{"role": "system", "content": self._prompt}, {"role": "user", "content": user}]
 
-    async def review(self, task: Mapping | None, diff: str, findings: Iterable[Finding]) -> tuple[bool, str]:
+    async def review(self, task: GuardTask | None, diff: str, findings: Iterable[Finding]) -> tuple[bool, str]:
         try:
             client = self._factory()
         except Exception as exc:  # e.g. the shared backend is not running: a fallback, not a crash

@@ -21,8 +21,11 @@ kinds (pyright, pylint, nosec) keep the old rule.
 
 from __future__ import annotations
 
+import configparser
+import json
 import re
 import tempfile
+import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,8 +160,6 @@ async def _ruff_codes(prefix: list[str], timeout_s: float) -> set[str] | None:
     """Every rule code this ruff knows (``ruff rule --all``), once per process; None if it will not say."""
     key = tuple(prefix)
     if key not in _RUFF_CODES:
-        import json
-
         run = await procs.run([*prefix, "rule", "--all", "--output-format=json"], None, timeout_s)
         try:
             codes = {r["code"] for r in json.loads(run.output) if isinstance(r, dict) and r.get("code")}
@@ -204,9 +205,6 @@ def flake8_as_ruff(tree: Path) -> list[str]:
     """A project that lints with flake8 (and has no ruff configuration) means flake8's
     rules when it writes ``# noqa``: ask ruff, which implements them, with flake8's
     selection and line length instead of ruff's own defaults."""
-    import configparser
-    import tomllib
-
     if any((tree / name).is_file() for name in RUFF_CONFIGS):
         return []
     pyproject = tree / "pyproject.toml"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ornith_lsp import procs
-from ornith_lsp.tasks.diagnostics import relative_path
+from ornith_lsp.paths import relative_path
 from ornith_lsp.tasks.model import Location, Task
 from ornith_lsp.tasks.project import CaseResult, ProjectRun, build_task
 

@@ -7,36 +7,15 @@ compiler message a model has read.  The conversion happens here, once.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from lsprotocol import types as lsp
 from pygls.uris import to_fs_path
 
+from ornith_lsp.paths import relative_path
 from ornith_lsp.tasks.model import Location, Task
 
 TITLE_LIMIT = 100
-
-
-def relative_path(root: Path, path: str | os.PathLike[str]) -> str | None:
-    """``path`` as a POSIX path relative to ``root``, or None when it lies outside.
-
-    Both the literal and the symlink-resolved spellings are tried, because an
-    editor may open the workspace through a symlink the tools resolve (or not).
-    """
-    candidate = Path(path)
-    if not candidate.is_absolute():
-        candidate = root / candidate
-    for base, target in (
-        (Path(os.path.abspath(root)), Path(os.path.abspath(candidate))),
-        (root.resolve(), candidate.resolve()),
-    ):
-        try:
-            rel = target.relative_to(base)
-        except ValueError:
-            continue
-        return rel.as_posix() if rel.parts else None
-    return None
 
 
 def task_title(verb: str, message: str) -> str:

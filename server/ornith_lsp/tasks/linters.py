@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ornith_lsp import procs
-from ornith_lsp.tasks.diagnostics import relative_path, task_title
+from ornith_lsp.paths import relative_path
+from ornith_lsp.tasks.diagnostics import task_title
 from ornith_lsp.tasks.model import Location, Task
 
 # "pkg/mod.py:12: error: Incompatible types ...  [assignment]", column optional

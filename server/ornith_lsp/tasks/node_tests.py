@@ -18,10 +18,11 @@ import shlex
 import shutil
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ornith_lsp import procs
-from ornith_lsp.tasks.diagnostics import relative_path
+from ornith_lsp.paths import relative_path
 from ornith_lsp.tasks.project import CaseResult, ProjectRun, locate, split_id
 from ornith_lsp.tasks.model import Location
 
@@ -98,14 +99,34 @@ def dependency_roots(tree: Path, hints: Sequence[Path] = ()) -> list[Path]:
     """Where the project's ``node_modules`` may be: the tree itself, then the
     given roots and the main checkout of each (a shadow or pristine tree is
     a git worktree of the user's repository and has no ``node_modules``)."""
-    from ornith_lsp.tasks.runners import main_checkout
-
     out: list[Path] = []
     for candidate in (tree, *hints):
         for place in (candidate, main_checkout(candidate)):
             if place is not None and place not in out:
                 out.append(place)
     return out
+
+
+def main_checkout(path: Path) -> Path | None:
+    """For a path inside a linked git worktree (a shadow, a pristine tree), the
+    same path in the repository's main checkout, found from the ``.git`` file
+    alone; None elsewhere."""
+    path = Path(path).resolve()
+    for top in (path, *path.parents):
+        dotgit = top / ".git"
+        if dotgit.is_dir():
+            return None
+        if dotgit.is_file():
+            try:
+                text = dotgit.read_text(encoding="utf-8").strip()
+                gitdir = Path(text.removeprefix("gitdir:").strip())
+                gitdir = gitdir if gitdir.is_absolute() else (top / gitdir)
+                common = (gitdir / "commondir").read_text(encoding="utf-8").strip()
+            except OSError:
+                return None
+            main = (gitdir / common).resolve().parent
+            return main / path.relative_to(top)
+    return None
 
 
 def link_node_modules(tree: Path, roots: Sequence[Path]) -> Path | None:
@@ -176,18 +197,12 @@ async def run_tests(tree: Path, *, node_ids: Sequence[str] = (), timeout_s: floa
     if text is None or not text.strip():
         note = (f"{runner} wrote no report (exit {result.returncode}): "
                 + (result.output.strip().splitlines() or ["no output"])[-1][:300])
-        return _replace(run, note=note)
+        return replace(run, note=note)
     try:
         cases = parse_node_report(text, tree) if runner == "node" else parse_jest_json(text, tree)
     except ValueError as exc:
-        return _replace(run, note=f"the {runner} report is unreadable: {exc}")
-    return _replace(run, results=cases, report_found=True)
-
-
-def _replace(run: ProjectRun, **changes: object) -> ProjectRun:
-    from dataclasses import replace
-
-    return replace(run, **changes)
+        return replace(run, note=f"the {runner} report is unreadable: {exc}")
+    return replace(run, results=cases, report_found=True)
 
 
 def _frames(stack: str) -> list[tuple[str, int]]:

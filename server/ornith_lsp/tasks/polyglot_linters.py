@@ -10,6 +10,7 @@ task (or the build that failed) so a fix is verified by its source.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from collections.abc import Sequence
@@ -17,13 +18,13 @@ from pathlib import Path
 
 from ornith_lsp import procs
 from ornith_lsp.tasks import cargo_tests, go_tests, node_tests
-from ornith_lsp.tasks.diagnostics import relative_path, task_title
+from ornith_lsp.paths import relative_path
+from ornith_lsp.tasks.diagnostics import task_title
 from ornith_lsp.tasks.linters import LintRun
 from ornith_lsp.tasks.model import Location, Task
-from ornith_lsp.tasks.project import build_task
+from ornith_lsp.tasks.project import build_task, compiler_lines
 
 TOOLS = ("eslint", "tsc", "govet", "clippy")
-LANGUAGE_TOOLS = {"javascript": ("eslint", "tsc"), "go": ("govet",), "rust": ("clippy",)}
 _TSC_LINE = re.compile(r"^(?P<path>[^\s(][^(\n]*)\((?P<line>\d+),(?P<col>\d+)\): (?P<sev>error|warning) (?P<code>TS\d+): (?P<msg>.*)$")
 
 
@@ -160,8 +161,6 @@ def parse_go_vet(text: str, root: Path) -> list[Task]:
                                       int(m["col"]) if m["col"] else None, str(finding.get("message", "")), analyzer)
                     if task is not None:
                         tasks.append(task)
-    from ornith_lsp.tasks.project import compiler_lines
-
     return tasks + compiler_lines("\n".join(x for x in text.splitlines() if not x.startswith(("{", "#", " ", "}"))),
                                   "go build", root)
 
@@ -170,8 +169,6 @@ async def run_clippy(root: Path, paths: Sequence[str] = (), *, timeout_s: float 
     cargo = shutil.which("cargo")
     if cargo is None:
         return LintRun("clippy", installed=False, error="cargo is not installed (not on PATH)")
-    import os
-
     env = {**os.environ, "CARGO_TARGET_DIR": str(cargo_tests.target_dir(root)), "CARGO_TERM_COLOR": "never"}
     had_lockfile = (root / "Cargo.lock").exists()
     try:

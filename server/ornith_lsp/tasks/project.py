@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ornith_lsp.tasks.diagnostics import relative_path, task_title
+from ornith_lsp.paths import relative_path
+from ornith_lsp.tasks.diagnostics import task_title
 from ornith_lsp.tasks.model import Location, Task
 
 Outcome = Literal["passed", "failed", "error", "skipped"]

@@ -4,6 +4,12 @@ The report, not the console output, is the source of truth: it is stable
 across pytest versions and plugins, where the terminal summary is not.  A test
 suite can still end without writing it (``os._exit``, a segfault, a timeout),
 and then the run says so instead of pretending every test passed.
+
+:func:`read_junit` is the project's one reader of that report, a pure
+function of its text.  The guard's grader reads the same report (its own run,
+with the same ``xunit1`` family) through it: the guard sits a floor above
+``tasks``, so it imports the reader from here, and a node id means the same
+thing to the run that found a task and to the run that grades its fix.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from pathlib import Path
 from typing import Literal
 
 from ornith_lsp import procs
-from ornith_lsp.tasks.diagnostics import relative_path, task_title
+from ornith_lsp.paths import relative_path
+from ornith_lsp.tasks.diagnostics import task_title
 from ornith_lsp.tasks.model import Location, Task
 
 Outcome = Literal["passed", "failed", "error", "skipped"]
@@ -47,6 +54,16 @@ class TestResult:
     message: str = ""
     traceback: str = ""
     location: Location | None = None
+    xfailed: bool = False  # a skip by ``xfail``: grading names it so, tasks count it as a skip
+
+
+@dataclass(frozen=True)
+class JUnitReport:
+    """Every test case of a report, and whether a suite carried its summary
+    (the ``tests`` count pytest writes last: a report without one was cut short)."""
+
+    results: list[TestResult]
+    summary_found: bool
 
 
 @dataclass(frozen=True)
@@ -127,23 +144,34 @@ def no_cache_addopts(addopts: str) -> str:
 
 def parse_junit(xml_text: str, root: Path) -> list[TestResult]:
     """Every test case of a pytest JUnit report; ValueError when it is not one."""
+    return read_junit(xml_text, root).results
+
+
+def read_junit(xml_text: str, root: Path) -> JUnitReport:
+    """A pytest JUnit report (xunit1 family); ValueError when it is not one.
+    ``root`` is the tree the tests ran in: node ids and locations are relative
+    to it."""
     try:
         tree = ET.fromstring(xml_text)
     except ET.ParseError as exc:
         raise ValueError(f"not a JUnit XML report: {exc}") from exc
-    return [_result(case, root) for case in tree.iter("testcase")]
+    suites = [tree] if tree.tag == "testsuite" else tree.findall("testsuite")
+    return JUnitReport([_result(case, root) for case in tree.iter("testcase")],
+                       any(s.get("tests") is not None for s in suites))
 
 
 def _result(case: ET.Element, root: Path) -> TestResult:
     node_id = node_id_of(case.get("classname", ""), case.get("name", ""), case.get("file"), root)
     outcome: Outcome = "passed"
     message = traceback = ""
+    xfailed = False
     for tag, name in (("failure", "failed"), ("error", "error"), ("skipped", "skipped")):
         element = case.find(tag)
         if element is not None:
             outcome = name  # type: ignore[assignment]
             message = element.get("message", "")
             traceback = element.text or ""
+            xfailed = tag == "skipped" and element.get("type") == "pytest.xfail"
             break
     if outcome == "error" and message == "collection failure":
         # the test module did not import; its last error line says why (SyntaxError, NameError, ...)
@@ -154,7 +182,7 @@ def _result(case: ET.Element, root: Path) -> TestResult:
         line = case.get("line")
         own = Location(path=test_file, line=int(line) + 1) if line and line.isdigit() else None
         location = failure_location(traceback, root, test_file) or own
-    return TestResult(node_id, outcome, message, traceback, location)
+    return TestResult(node_id, outcome, message, traceback, location, xfailed)
 
 
 def _last_error_line(traceback: str) -> str:
@@ -172,6 +200,7 @@ def node_id_of(classname: str, name: str, file: str | None, root: Path) -> str:
     prefix that is a file under ``root`` does; failing that, the trailing
     capitalised parts are taken for classes.
     """
+    file = file.replace("\\", "/") if file else file
     parts = [p for p in classname.split(".") if p]
     if not parts:  # collection errors: name is the module, file the path
         return file or name.replace(".", "/") + ".py"

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ornith_lsp.tasks import cargo_tests, go_tests, node_tests
+from ornith_lsp.tasks import cargo_tests, go_tests, node_tests, polyglot_linters
 from ornith_lsp.tasks.model import Task
 from ornith_lsp.tasks.project import ProjectRun, split_id, tasks_from_cases
 
@@ -86,28 +86,6 @@ def language_of_ids(node_ids: Sequence[str]) -> str:
     return languages.pop() if len(languages) == 1 else "python"
 
 
-def main_checkout(path: Path) -> Path | None:
-    """For a path inside a linked git worktree (a shadow, a pristine tree), the
-    same path in the repository's main checkout, found from the ``.git`` file
-    alone; None elsewhere."""
-    path = Path(path).resolve()
-    for top in (path, *path.parents):
-        dotgit = top / ".git"
-        if dotgit.is_dir():
-            return None
-        if dotgit.is_file():
-            try:
-                text = dotgit.read_text(encoding="utf-8").strip()
-                gitdir = Path(text.removeprefix("gitdir:").strip())
-                gitdir = gitdir if gitdir.is_absolute() else (top / gitdir)
-                common = (gitdir / "commondir").read_text(encoding="utf-8").strip()
-            except OSError:
-                return None
-            main = (gitdir / common).resolve().parent
-            return main / path.relative_to(top)
-    return None
-
-
 TOOLS = {"go": ("go",), "rust": ("cargo",), "javascript": ("node", "jest", "vitest", "npx")}
 
 
@@ -136,8 +114,6 @@ async def collect(root: Path, settings: object, diagnostics: Sequence[str], prog
 
     Raises TestsCannotRun when the runner produced nothing to believe and no
     build error to fix: "0 tasks" must never stand for "could not run"."""
-    from ornith_lsp.tasks import polyglot_linters
-
     agent = settings.agent  # type: ignore[attr-defined]
     language = detect(root, agent.language)
     if language == "python":

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from ornith_lsp.paths import inside
 from ornith_lsp.workspace.edits import write_atomic
 from ornith_lsp.workspace.repo import IDENTITY, UserRepo, WorkspaceError, open_repo
 
@@ -227,8 +228,9 @@ def rollback(root: Path, checkpoint_id: str, paths: Sequence[str] | None = None)
 
 def _user_file(repo: UserRepo, path: str) -> Path:
     """The user's file for a repository path, refusing one reached through a
-    symlinked directory that leads out of the repository."""
-    target = repo.top / path
-    if not target.parent.resolve().is_relative_to(repo.top):
+    symlinked directory that leads out of the repository.  The file itself may
+    be a symlink: the write renames a new file over it."""
+    target = inside(repo.top, path, follow_last=False)
+    if target is None:
         raise WorkspaceError(f"{path}: its directory leads out of the repository; refusing to write")
     return target

@@ -25,6 +25,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ornith_lsp import paths
+
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\", "a": "\a", "b": "\b", "f": "\f", "r": "\r", "v": "\v"}
 
@@ -142,13 +144,10 @@ def _clean_path(raw: str, prefix: str, lineno: int) -> str | None:
 
 def safe_relpath(path: str, where: str = "path") -> str:
     """A repository-relative POSIX path, or DiffError when it would leave the root."""
-    path = path.replace("\\", "/")
-    while path.startswith("./"):
-        path = path[2:]
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if not parts or path.startswith("/") or ".." in parts or re.match(r"^[A-Za-z]:", path):
+    clean = paths.clean(path)
+    if clean is None:
         raise DiffError(f"{where}: path {path!r} is not inside the repository")
-    return "/".join(parts)
+    return clean
 
 
 def _git_header_paths(rest: str, lineno: int) -> tuple[str | None, str | None]:

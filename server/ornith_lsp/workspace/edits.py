@@ -28,6 +28,7 @@ from typing import Literal
 from lsprotocol import types as lsp
 from pygls.uris import from_fs_path
 
+from ornith_lsp.paths import inside
 from ornith_lsp.workspace import diffs
 from ornith_lsp.workspace.diffs import FilePatch, PatchError
 
@@ -280,9 +281,8 @@ def _discard(temps, dirs: list[Path]) -> None:
 
 def _inside(root: Path, rel: str) -> Path:
     """``root / rel``, refusing a path that leaves ``root`` through ``..`` or a symlink."""
-    target = root / rel
-    resolved = target.parent.resolve() / target.name
-    if not resolved.is_relative_to(root.resolve()) or ".git" in Path(rel).parts:
+    target = inside(root, rel, follow_last=False)
+    if target is None:
         raise PatchError(f"{rel}: outside the workspace (or inside .git); refusing to write it")
     if target.is_symlink():
         raise PatchError(f"{rel}: a symlink; its diff is not text to apply")

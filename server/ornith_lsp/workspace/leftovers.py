@@ -32,7 +32,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from ornith_lsp import procs
-from ornith_lsp.workspace.repo import WorkspaceError, run_git
+from ornith_lsp.workspace.checkpoints import prune_checkpoints
+from ornith_lsp.workspace.repo import WorkspaceError, open_repo, run_git
 
 log = logging.getLogger("ornith_lsp.workspace")
 
@@ -85,11 +86,6 @@ def track(container: Path, repo_top: Path, worktree: Path) -> None:
 def untrack(container: Path) -> None:
     with _lock:
         _tracked.pop(container, None)
-
-
-def tracked() -> list[Path]:
-    with _lock:
-        return list(_tracked)
 
 
 def remove_worktree(repo_top: Path, worktree: Path, container: Path | None = None) -> None:
@@ -216,9 +212,6 @@ def tidy(root: Path, *, protect: Iterable[str] = ()) -> list[str]:
     dead runs left (here and in the temporary directory) and prune old
     checkpoints by the documented policy.  Returns one note per thing done;
     never raises, since housekeeping must not stop the real work."""
-    from ornith_lsp.workspace.checkpoints import prune_checkpoints
-    from ornith_lsp.workspace.repo import open_repo
-
     notes: list[str] = []
     try:
         top = open_repo(root).top

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import git
 
+from ornith_lsp.paths import inside
+
 SAFE_CONFIG = ("-c", "core.hooksPath=/dev/null", "-c", "gc.auto=0", "-c", "maintenance.auto=false")
 SAFE_ENV = {"GIT_OPTIONAL_LOCKS": "0", "GIT_LITERAL_PATHSPECS": "1", "GIT_TERMINAL_PROMPT": "0"}
 IDENTITY = {
@@ -69,10 +71,10 @@ class UserRepo:
 
     def to_repo(self, rel: str) -> str:
         """A root-relative path as a repository path, refused if it leaves the root."""
-        parts = Path(rel).parts
-        if not rel or Path(rel).is_absolute() or ".." in parts or ".git" in parts:
+        target = inside(self.top / self.prefix, rel)
+        if target is None:
             raise WorkspaceError(f"{rel!r} is not a path inside the workspace")
-        return "/".join(p for p in (self.prefix, Path(rel).as_posix()) if p)
+        return target.relative_to(self.top).as_posix()
 
     def from_repo(self, path: str) -> str | None:
         if not self.prefix:

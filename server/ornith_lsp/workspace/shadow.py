@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from ornith_lsp.paths import inside
 from ornith_lsp.workspace import leftovers
 from ornith_lsp.workspace.checkpoints import Checkpoint, create_checkpoint, record_fix
 from ornith_lsp.workspace.repo import UserRepo, WorkspaceError, global_excludes, open_repo, run_git
@@ -103,12 +104,10 @@ class Shadow:
         absolute paths, ``..``, ``.git``, and symlinks that lead outside."""
         if self._closed:
             raise ShadowError("the shadow is closed")
-        parts = Path(relpath).parts
-        if not relpath or Path(relpath).is_absolute() or ".." in parts or ".git" in parts:
-            raise ShadowError(f"{relpath!r} is not a path inside the workspace")
-        target = self.path / relpath
-        if not target.resolve().is_relative_to(self.path.resolve()):
-            raise ShadowError(f"{relpath}: a symlink leads out of the shadow tree; refusing it")
+        target = inside(self.path, relpath)
+        if target is None:
+            raise ShadowError(f"{relpath!r} is not a path inside the workspace (absolute, through '..' or .git, "
+                              "or a symlink that leads out of the shadow tree); refusing it")
         return target
 
     def read(self, relpath: str) -> str:

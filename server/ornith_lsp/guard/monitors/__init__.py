@@ -14,14 +14,14 @@ import ast
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ornith_lsp.guard.hints import BOUNDARY_KINDS, EXTRA_HINTS, MONITOR_HINTS, hint_for
+from ornith_lsp.guard.hints import MONITOR_HINTS, hint_for
 from ornith_lsp.guard.monitors import comments, config, copies, entry, polyglot, program, similar, tables
 from ornith_lsp.guard.monitors._ast import PyModule
 from ornith_lsp.guard.monitors.commands import check_command
 from ornith_lsp.guard.monitors.core import FileChange, Hit, RepoContext
 from ornith_lsp.guard.verdict import Finding
 
-__all__ = ["EXTRA_HINTS", "MONITORS", "BOUNDARY_KINDS", "FileChange", "RepoContext", "check_command", "hint_for", "run_monitors"]
+__all__ = ["MONITORS", "FileChange", "RepoContext", "check_command", "hint_for", "run_monitors"]
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,6 @@ MONITORS: tuple[Monitor, ...] = (
     _monitor("suppression-config", (28,), "comments", comments.suppression_file_level),
     _monitor("suppression-config", (28,), "config", config.suppression_config),
 )
-
-
-def patterns_of(monitor: str) -> tuple[int, ...]:
-    found = tuple(p for m in (*MONITORS, *polyglot.MONITORS) if m.name == monitor for p in m.patterns)
-    return found or BOUNDARY_KINDS.get(monitor, ((), ""))[0]
 
 
 def run_monitors(changes: Iterable[FileChange], ctx: RepoContext,

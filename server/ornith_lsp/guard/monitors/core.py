@@ -13,10 +13,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ornith_lsp.guard.boundary import Boundary
+from ornith_lsp.guard.boundary import Boundary
+from ornith_lsp.paths import SKIP_DIRS
 
 MAX_TEST_FILES = 400
 MAX_TEST_BYTES = 4_000_000
@@ -122,8 +121,6 @@ def read_text(root: Path, relpath: str) -> str | None:
 
 
 def list_files(root: Path) -> list[str]:
-    from ornith_lsp.guard.boundary import SKIP_DIRS
-
     out: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.endswith(".egg-info"))

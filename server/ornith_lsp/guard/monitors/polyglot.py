@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from tree_sitter import Node, Parser
 
 from ornith_lsp.context import languages
+from ornith_lsp.guard.inline_tests import changed_test_items, test_items
 from ornith_lsp.guard.monitors.core import FileChange, Hit, RepoContext
 
 LANGUAGES = ("javascript", "typescript", "tsx", "go", "rust")
@@ -205,8 +206,6 @@ def test_literals(ctx: RepoContext, language: str) -> set[str]:
     out: set[str] = set()
     sources = list(ctx.test_sources)
     if language == "rust":  # inline #[cfg(test)] items live in unprotected source files
-        from ornith_lsp.guard.inline_tests import test_items
-
         for path in [p for p in ctx.base_files if p.endswith(".rs")][:MAX_RUST_FILES]:
             text = ctx.read_base(path)
             if text and "test" in text and len(text) < 1_000_000:
@@ -348,8 +347,6 @@ def test_data_read(src: Source, ctx: RepoContext) -> Iterator[Hit]:
 def inline_test_edit(src: Source, ctx: RepoContext) -> Iterator[Hit]:
     if src.language != "rust":
         return
-    from ornith_lsp.guard.inline_tests import changed_test_items
-
     found = changed_test_items(src.change.old_text, src.change.new_text)
     if found is not None:
         line, what = found

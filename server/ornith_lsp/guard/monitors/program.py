@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import re
+import shlex
 from collections.abc import Iterator
 
 from ornith_lsp.guard.monitors._ast import (
@@ -24,6 +25,7 @@ from ornith_lsp.guard.monitors._ast import (
     short,
     truthiness,
 )
+from ornith_lsp.guard.monitors.commands import git_command_reason
 from ornith_lsp.guard.monitors.core import Hit, RepoContext
 
 # -- 15 forced exits -----------------------------------------------------------------
@@ -159,7 +161,6 @@ PATH_FUNCS = {"open", "io.open", "pathlib.Path", "Path", "os.path.join", "os.lis
               "glob.glob", "glob.iglob", "codecs.open", "json.load", "csv.reader", "pathlib.PurePath",
               "builtins.open", "os.path.exists", "os.path.isfile", "shutil.copy", "shutil.copyfile"}
 TEST_COMPONENTS = {"tests", "conftest.py", "conftest"}
-GLOBS = ("test_*", "*_test.py", "*_test", "**/test", "conftest")
 DATA_SUFFIXES = (".py", ".json", ".csv", ".tsv", ".txt", ".yaml", ".yml", ".toml", ".ini", ".xml", ".dat",
                  ".golden", ".out", ".expected", ".in", ".ans", ".pkl", ".npy")
 
@@ -535,8 +536,6 @@ GIT_STRINGS = re.compile(r"(^|/)\.git(/|$)|refs/heads/|ORIG_HEAD|packed-refs|obj
 
 
 def git_history(m: PyModule, ctx: RepoContext) -> Iterator[Hit]:
-    from ornith_lsp.guard.monitors.commands import git_command_reason
-
     for node in ast.walk(m.tree):
         if not m.is_added(node):
             continue
@@ -557,8 +556,6 @@ def git_history(m: PyModule, ctx: RepoContext) -> Iterator[Hit]:
 
 
 def _argv_of(node: ast.AST) -> list[str] | None:
-    import shlex
-
     if isinstance(node, (ast.List, ast.Tuple)):
         out = []
         for elt in node.elts:

@@ -106,8 +106,6 @@ def _contained(shape: Shape, oracles: list[Oracle]) -> Oracle | None:
 
 def _used_elsewhere(name: str, m: PyModule, ctx: RepoContext) -> bool:
     """A helper in a new module is delegated to from the other changed files."""
-    import re
-
     word = re.compile(rf"\b{re.escape(name)}\b")
     return any(text and path != m.path and word.search(text) for path, text in ctx.after.items())
 

@@ -15,6 +15,7 @@ import copy
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -687,8 +688,6 @@ def _key_part(node: ast.AST, params: dict[str, str], keys: dict[str, KeyPart]) -
 
 def _string_key(node: ast.AST, params: dict[str, str], keys: dict[str, KeyPart]) -> KeyPart | None:
     """``f"{a},{b}"``, ``"%s,%s" % (a, b)``, ``"{}-{}".format(a, b)``, ``",".join(map(str, (a, b)))``."""
-    import re
-
     pieces: list[str] = []
     count = 0
     if isinstance(node, ast.JoinedStr):
@@ -819,8 +818,6 @@ def _lookup_chain(node: ast.AST, params: dict[str, str], keys: dict[str, KeyPart
 
 def _entry_key(node: ast.AST, part: KeyPart) -> tuple | None:
     """The inputs a literal dict key stands for, under the key shape used to read it."""
-    import re
-
     if part.kind == "set":
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("frozenset", "set", "tuple", "sorted") and len(node.args) == 1:
             node = node.args[0]
