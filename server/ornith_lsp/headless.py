@@ -27,7 +27,7 @@ from ornith_lsp.agent.loop import Report
 from ornith_lsp.agent.recheck import recheck
 from ornith_lsp.agent.session import FixResult, fix
 from ornith_lsp.backends import explain
-from ornith_lsp.backends.planner import PlanError
+from ornith_lsp.backends.plans import PlanError
 from ornith_lsp.backends.runtime import Backend, BackendUnavailable, make_plan
 from ornith_lsp.guard.judge import Judge
 from ornith_lsp.llm.client import ChatClient
