@@ -46,6 +46,8 @@ class _Launch:
 
 
 def local_plan(p: Placement, skipped: Skipped, hw: Hardware, backend: BackendSettings, found: Found) -> Plan:
+    """The plan for placement ``p``; ``skipped`` are the better models that did
+    not fit, each named in the reasons with its closest option's arithmetic."""
     context = context_for(p, backend.context_length)
     embedded = is_embedded(p.spec)
     served = p.spec.size if embedded else SERVED_NAME
