@@ -16,7 +16,8 @@ from ornith_lsp import settings as settings_mod
 from ornith_lsp.backends import ollama, vllm
 from ornith_lsp.backends.catalog import CUSTOM
 from ornith_lsp.backends.hardware import Gpu, Hardware
-from ornith_lsp.backends.runtime import Backend, BackendUnavailable, make_plan, probe_remote
+from ornith_lsp.backends.remote import probe_remote
+from ornith_lsp.backends.runtime import Backend, BackendUnavailable, make_plan
 from ornith_lsp.backends.supervisor import Supervisor
 
 pytestmark = pytest.mark.usefixtures("no_new_llama_servers")

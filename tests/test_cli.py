@@ -248,6 +248,16 @@ def test_doctor_reports_a_local_ollama(tmp_path, llama_server, embedded_model):
     assert quiet["ollama"] is None
 
 
+def test_doctor_text_for_an_endpoint_on_ollamas_port(tmp_path):
+    """The plan's own ``ollama`` flag is not a detected Ollama: the text report
+    says how the context would be pinned instead of failing on the flag."""
+    res = doctor(tmp_path, "--hardware", os.devnull, "--endpoint", "http://127.0.0.1:11434/v1", "--model", "llama3")
+    assert res.returncode == 0, res.stderr
+    assert "backend:        remote" in res.stdout and "Ollama (port 11434 is Ollama's)" in res.stdout
+    report = json.loads(doctor(tmp_path, "--hardware", os.devnull, "--endpoint", "http://127.0.0.1:11434/v1", "--json").stdout)
+    assert report["ollama"] is True and report["remote"]["endpoint"] == "http://127.0.0.1:11434/v1"
+
+
 def test_doctor_json_for_vllm_names_the_missing_install(tmp_path):
     csv = tmp_path / "smi.csv"
     csv.write_text("".join(f"{i}, NVIDIA H100 80GB HBM3, 81559, 81000\n" for i in range(8)))

@@ -20,7 +20,8 @@ from ornith_lsp.backends.hardware import (
     probe,
 )
 from ornith_lsp.backends.placement import CPU_HEADROOM_MIB, VLLM_HEADROOM_MIB
-from ornith_lsp.backends.planner import Plan, PlanError, plan, plan_summary
+from ornith_lsp.backends.planner import plan
+from ornith_lsp.backends.plans import Plan, PlanError, plan_summary
 from ornith_lsp.backends.vllm import VLLM_GPU_MEMORY_UTILIZATION
 from ornith_lsp.settings import BackendSettings
 
@@ -419,7 +420,7 @@ def test_gguf_header_of_the_real_embedded_file(other_gguf):
     info = gguf.read_header(other_gguf)
     assert (info.architecture, info.block_count, info.head_count, info.head_count_kv) == ("llama", 30, 9, 3)
     assert (info.embedding_length, info.head_dim, info.context_length) == (576, 64, 8192)
-    assert info.kv_bytes_per_token == 2 * 30 * 3 * 64 * 2
+    assert catalog.from_gguf(info).kv_bytes("f16") == 2 * 30 * 3 * 64 * 2
     assert info.file_type == "Q4_1" and info.size_bytes == other_gguf.stat().st_size
     assert info.vocab_size == 49152  # the length of tokenizer.ggml.tokens, which is skipped, not kept
     assert (info.expert_bytes, info.expert_count, info.is_moe) == (None, None, False)  # its tensor table has no *_exps

@@ -20,9 +20,13 @@ import shlex
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ornith_lsp import settings as settings_mod
+
+if TYPE_CHECKING:
+    from ornith_lsp.backends.diagnosis import Diagnosis
+    from ornith_lsp.backends.plans import Plan
 
 SETTING_FLAGS = {
     # flag: (settings path, help)
@@ -123,16 +127,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     s = _settings(args)
     found = diagnose(s, args.hardware)
     tests = asyncio.run(environment.resolve(args.root, s.agent.test_command))
-    found.report["tests"] = tests.model_dump(mode="json")
+    found.tests = tests.model_dump(mode="json")
     if tests.problem:
         found.problems.append(f"the tests could not run: {tests.problem}")
-    found.report["leftovers"] = _leftovers(args.root)
+    found.leftovers = _leftovers(args.root)
     if args.json:
-        print(json.dumps(found.report, indent=2))
+        print(json.dumps(found.to_json(), indent=2))
     else:
-        _print_doctor(found.report, found.plan, found.problems)
+        _print_doctor(found)
     if found.plan is None:
-        return _fail(f"cannot plan a backend: {found.report['error']}")
+        return _fail(f"cannot plan a backend: {found.error}")
     return 0
 
 
@@ -149,53 +153,62 @@ def _leftovers(root: Path) -> list[dict[str, Any]]:
     return [item.model_dump() for item in leftovers.find(repos)]
 
 
-def _print_doctor(report: dict[str, Any], the_plan: Any, problems: list[str]) -> None:
-    hw = report["hardware"]
-    gpus = ", ".join(f"GPU {g['index']} {g['name']} {g['free_mib']}/{g['total_mib']} MiB free" for g in hw["gpus"])
-    print(f"hardware:       {gpus or 'no usable GPU'}; {hw['ram_mib']} MiB RAM; {hw['cpu_cores']} CPU cores ({hw['source']})")
-    if the_plan is None:
-        print(f"backend:        none -- {report['error']}")
+def _print_doctor(found: Diagnosis) -> None:
+    hw = found.hardware
+    gpus = ", ".join(f"GPU {g.index} {g.name} {g.free_mib}/{g.total_mib} MiB free" for g in hw.gpus)
+    print(f"hardware:       {gpus or 'no usable GPU'}; {hw.ram_mib} MiB RAM; {hw.cpu_cores} CPU cores ({hw.source})")
+    if found.plan is None:
+        print(f"backend:        none -- {found.error}")
     else:
-        print(f"backend:        {the_plan.backend}")
-        facts = ", ".join(str(f) for f in (the_plan.model_size, the_plan.quant) if f)
-        print(f"model:          {the_plan.model}" + (f" ({facts})" if facts else ""))
-        print(f"context length: {the_plan.context_length}")
-        if the_plan.backend != "remote":
-            pp = f", pipeline parallel {the_plan.pipeline_parallel_size}" if the_plan.pipeline_parallel_size else ""
-            print(f"tensor parallel {the_plan.tensor_parallel_size}{pp}, gpu layers {the_plan.gpu_layers}")
-        if the_plan.command:
-            env = "".join(f"{k}={v} " for k, v in the_plan.env.items())
-            print("command:        " + env + " ".join(the_plan.command))
-        if the_plan.endpoint:
-            print(f"endpoint:       {the_plan.endpoint}")
-    remote = report.get("remote")
-    if remote and remote["models"] is not None:
-        print(f"endpoint lists: {', '.join(remote['models']) or 'no models'}")
-    found = (remote or {}).get("ollama") or report.get("ollama")
-    if found:
-        models = ", ".join(found["models"]) or "no models pulled"
-        print(f"ollama:         {found['version']} at {found['root']} ({models})")
-        if not remote:
-            example = found["models"][0] if found["models"] else "MODEL"
-            print(f"                use it with: --endpoint {found['root']}/v1 --model {example}")
-    for other in report.get("alternatives") or []:
-        print(f"alternative:    {other['summary']}")
-    tests = report["tests"]
-    if tests["argv"]:
+        _print_plan(found.plan)
+    _print_found(found)
+    tests = found.tests or {}
+    if tests.get("argv"):
         print("tests:          " + shlex.join(tests["argv"]))
         print(f"                ({tests['why']})")
-    for skipped in tests["skipped"]:
+    for skipped in tests.get("skipped") or []:
         print(f"                skipped {skipped}")
-    if the_plan is not None:
+    if found.plan is not None:
         print("why:")
-        for reason in the_plan.reasons:
-            if reason not in problems:
+        for reason in found.plan.reasons:
+            if reason not in found.problems:
                 print(f"  - {reason}")
-    for problem in problems:
+    for problem in found.problems:
         print(f"problem: {problem}")
-    for item in report.get("leftovers") or []:
+    for item in found.leftovers:
         print(f"leftover: {item['path']} ({item['kind']}): {item['reason']}; "
               "the next `ornith-lsp fix` or `serve` here removes it")
+
+
+def _print_plan(the_plan: Plan) -> None:
+    print(f"backend:        {the_plan.backend}")
+    facts = ", ".join(str(f) for f in (the_plan.model_size, the_plan.quant) if f)
+    print(f"model:          {the_plan.model}" + (f" ({facts})" if facts else ""))
+    print(f"context length: {the_plan.context_length}")
+    if the_plan.backend != "remote":
+        pp = f", pipeline parallel {the_plan.pipeline_parallel_size}" if the_plan.pipeline_parallel_size else ""
+        print(f"tensor parallel {the_plan.tensor_parallel_size}{pp}, gpu layers {the_plan.gpu_layers}")
+    if the_plan.command:
+        env = "".join(f"{k}={v} " for k, v in the_plan.env.items())
+        print("command:        " + env + " ".join(the_plan.command))
+    if the_plan.endpoint:
+        print(f"endpoint:       {the_plan.endpoint}")
+
+
+def _print_found(found: Diagnosis) -> None:
+    """What the endpoint lists, a local Ollama, and larger models within reach."""
+    remote = found.remote
+    if remote and remote.models is not None:
+        print(f"endpoint lists: {', '.join(remote.models) or 'no models'}")
+    ollama = (remote.ollama if remote else None) or found.ollama
+    if ollama:
+        models = ", ".join(ollama.models) or "no models pulled"
+        print(f"ollama:         {ollama.version} at {ollama.root} ({models})")
+        if not remote:
+            example = ollama.models[0] if ollama.models else "MODEL"
+            print(f"                use it with: --endpoint {ollama.root}/v1 --model {example}")
+    for other in found.alternatives:
+        print(f"alternative:    {other.summary}")
 
 
 # -- pull -------------------------------------------------------------------------------

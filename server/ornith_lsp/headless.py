@@ -33,6 +33,7 @@ from ornith_lsp.agent.service import (
     EventSink,
     FixResult,
     FixService,
+    PlanError,
     PlanEvent,
     Report,
     StepEvent,
@@ -41,7 +42,6 @@ from ornith_lsp.agent.service import (
     VerifyEvent,
 )
 from ornith_lsp.backends import explain
-from ornith_lsp.backends.planner import PlanError
 from ornith_lsp.tasks import Task
 from ornith_lsp.workspace import PatchError, Shadow, WorkspaceError, apply_to_tree, leftovers
 from ornith_lsp.workspace.repo import run_git

@@ -36,6 +36,7 @@ from ornith_lsp.agent.report import Candidate, Report, Turn
 from ornith_lsp.agent.scaffold import Scaffold
 from ornith_lsp.agent.recheck import recheck
 from ornith_lsp.agent.session import FixResult, fix
+from ornith_lsp.backends.plans import PlanError
 from ornith_lsp.backends.runtime import Backend, BackendUnavailable, make_plan
 from ornith_lsp.backends.runtime import EventSink as BackendEventSink
 from ornith_lsp.guard.judge import Judge, judge_for
@@ -51,7 +52,7 @@ Progress = Callable[[str], None]
 
 # what a front end needs of the agent, all from here: the service, its results and its events
 __all__ = ["BackendUnavailable", "Candidate", "CandidateEvent", "DoneEvent", "Event", "EventSink", "FixResult", "FixService",
-           "PlanEvent", "Report", "Scaffold", "StepEvent", "StrategyEvent", "TestRun", "TestsCannotRun", "ToolEvent",
+           "PlanError", "PlanEvent", "Report", "Scaffold", "StepEvent", "StrategyEvent", "TestRun", "TestsCannotRun", "ToolEvent",
            "Turn", "VerifyEvent", "wire"]
 
 

@@ -24,7 +24,6 @@ from .gguf import GgufInfo
 
 SERVED_NAME = "Ornith-1.0"
 MAX_CONTEXT = 262144
-KV_BYTES_PER_ELEMENT = 2
 
 KV_CACHE_TYPES: dict[str, float] = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 """Bytes per cached element for llama-server's ``-ctk``/``-ctv``: ggml's q8_0
@@ -84,11 +83,6 @@ class ModelSpec(_Frozen):
     expert_share: float | None = None
     """Share of a file's bytes in routed-expert tensors, which ``--n-cpu-moe`` can keep in RAM."""
 
-    @property
-    def kv_bytes_per_token(self) -> int:
-        """K and V, every layer, f16: what one token of context costs."""
-        return 2 * self.layers * self.kv_heads * self.head_dim * KV_BYTES_PER_ELEMENT
-
     def kv_bytes(self, cache_type: str = "f16") -> int:
         """One token of context with the cache stored as ``cache_type``."""
         return math.ceil(2 * self.layers * self.kv_heads * self.head_dim * KV_CACHE_TYPES[cache_type])
@@ -96,6 +90,12 @@ class ModelSpec(_Frozen):
     @property
     def is_moe(self) -> bool:
         return bool(self.expert_count)
+
+    @property
+    def offloadable(self) -> bool:
+        """Keeping experts in RAM is planned only when the share of them read per
+        token is known, since that share sets the decode speed with them there."""
+        return bool(self.expert_count and self.experts_used and self.expert_share)
 
     def quant(self, name: str) -> Quant | None:
         return next((q for q in self.quants if q.name.lower() == name.lower()), None)

@@ -101,10 +101,8 @@ DEFAULT: EmbeddedKey = "coder-1.5b"
 
 # The default model's facts, under the names the planner has always used.
 EMBEDDED_NAME = CODER.name
-EMBEDDED_FILE = CODER.file
 EMBEDDED_QUANT = CODER.quant
 EMBEDDED_CONTEXT = CODER.context
-INSTALL_MODEL = CODER.install
 
 
 class MissingPart(RuntimeError):

@@ -76,10 +76,6 @@ class GgufInfo(BaseModel):
         return bool(self.expert_bytes or self.expert_count or "moe" in self.architecture.lower())
 
     @property
-    def kv_bytes_per_token(self) -> int:
-        return 2 * self.block_count * self.head_count_kv * self.head_dim * 2
-
-    @property
     def supports_tools(self) -> bool:
         """A template that never mentions ``tools`` cannot render a tool list."""
         return bool(self.chat_template) and "tools" in self.chat_template

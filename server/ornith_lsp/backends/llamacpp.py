@@ -15,6 +15,9 @@ FLAGS = (
 )  # fmt: skip
 """Every flag :func:`llama_command` can emit."""
 
+QUANTIZED_KV = ("q8_0", "q4_0")
+"""The quantized cache types llama-server is given (``-ctk``/``-ctv``); both need flash attention."""
+
 NGRAM_DRAFT_DEFAULT = False
 """Whether ``backend.draft = "auto"`` turns on n-gram drafting
 (``--spec-type ngram-simple``: draft tokens looked up in the context, no second

@@ -14,21 +14,21 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from ornith_lsp import settings as settings_mod
 from ornith_lsp.backends import embedded, ollama, vllm
 from ornith_lsp.backends.embedded import EMBEDDED_MODELS
-
-EMBEDDED_NAMES = {m.name for m in EMBEDDED_MODELS.values()}
 from ornith_lsp.backends.gguf import GgufError, GgufInfo, read_header
 from ornith_lsp.backends.hardware import Hardware, probe
 from ornith_lsp.backends.ollama import ollama_context_reason
-from ornith_lsp.backends.planner import Plan, PlanError, is_model_dir, plan
+from ornith_lsp.backends.planner import plan
+from ornith_lsp.backends.plans import Plan, PlanError, is_model_dir
 from ornith_lsp.backends.supervisor import BackendStartError, Supervisor
 from ornith_lsp.llm.client import ChatClient, LLMError
 from ornith_lsp.settings import Settings
 
+EMBEDDED_NAMES = {m.name for m in EMBEDDED_MODELS.values()}
 EventSink = Callable[[str, str], None]
 
 
@@ -93,20 +93,6 @@ def find_vllm() -> str:
     if beside.is_file():
         return str(beside)
     return shutil.which("vllm") or "vllm"
-
-
-async def probe_remote(endpoint: str, *, api_key: str | None = None, timeout: float = 5.0) -> dict[str, Any]:
-    """What ``doctor`` reports about an endpoint: the models it lists, or why not,
-    and whether it is an Ollama.  One attempt, short timeouts: a report, not a retry loop."""
-    report: dict[str, Any] = {"endpoint": endpoint, "models": None, "error": None, "ollama": None}
-    async with ChatClient(endpoint, "-", api_key=api_key, connect_timeout=timeout, read_timeout=timeout, max_retries=0) as client:
-        try:
-            report["models"] = [str(m.get("id")) for m in await client.models()]
-        except LLMError as exc:
-            report["error"] = f"remote endpoint {endpoint} is not usable: {exc}"
-            return report
-    report["ollama"] = await ollama.detect(ollama.root_of(endpoint), api_key=api_key, timeout=timeout)
-    return report
 
 
 class Backend:

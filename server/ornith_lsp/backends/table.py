@@ -12,7 +12,8 @@ from __future__ import annotations
 from ..settings import BackendSettings
 from .catalog import EMBEDDED, EMBEDDED_TINY, MODELS
 from .hardware import Gpu, Hardware
-from .planner import Plan, plan
+from .planner import plan
+from .plans import Plan
 
 GIB = 1024
 
