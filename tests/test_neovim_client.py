@@ -305,6 +305,9 @@ def test_fix_from_neovim_plan_diff_apply_and_write(tmp_path):
         nv.nvim.command("call cursor(5, 1) | OrnithFix")
         done = nv.wait("_G.fix_done[1]", "ornith/fixDone", timeout=90)
         assert done["status"] == "fixed" and done["verified"], done
+        # ornith/step and ornith/fixDone reached the plugin's state, title included
+        task = nv.lua("return require('ornith.state').tasks[...]", done["taskId"])
+        assert task["step"] == "step 3/3: finish" and task["title"] == done["title"] != "", task
         seen = nv.lua("return _G.progress_seen")
         steps = [p for p in seen if (p.get("message") or "").startswith("step ")]
         assert steps and all(p["statusline"].startswith("Ornith: fix") for p in steps), seen
