@@ -32,9 +32,26 @@ from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 from ornith_lsp.agent.service import DoneEvent, DoneStatus, PlanEvent, Scaffold, StepEvent, ToolEvent, wire
 from ornith_lsp.tasks import Task
 
-__all__ = ["ApplyResult", "BackendStatus", "CancelResult", "COMMANDS", "FileText", "FixStarted", "FixTestsResult",
-           "NOTIFICATIONS", "QueueStatus", "RollbackResult", "RunTestsResult", "ShowResult", "TaskSummary",
-           "TaskStatus", "schema_text", "typescript", "wire", "wire_schema"]
+__all__ = [
+    "COMMANDS",
+    "NOTIFICATIONS",
+    "ApplyResult",
+    "BackendStatus",
+    "CancelResult",
+    "FileText",
+    "FixStarted",
+    "FixTestsResult",
+    "QueueStatus",
+    "RollbackResult",
+    "RunTestsResult",
+    "ShowResult",
+    "TaskStatus",
+    "TaskSummary",
+    "schema_text",
+    "typescript",
+    "wire",
+    "wire_schema",
+]
 
 SCHEMA_PATH = Path("clients/schema/ornith-wire.schema.json")
 TYPESCRIPT_PATH = Path("clients/vscode/src/wire.ts")
@@ -66,7 +83,7 @@ class ShowResult(_Result):
     task_id: str
     status: TaskStatus
     title: str = ""
-    step: str = Field("", description="the current step, e.g. 'step 2/3: fix add'; empty when none")
+    step: str = Field(default="", description="the current step, e.g. 'step 2/3: fix add'; empty when none")
     error: str | None = None
     scaffold: Scaffold | None = None
     diff: str = ""
@@ -82,7 +99,7 @@ class FixStarted(_Result):
 
     task_id: str
     status: Literal["started", "queued", "running", "refused"]
-    reason: str = Field("", description="why it was refused")
+    reason: str = Field(default="", description="why it was refused")
 
 
 class RunTestsResult(_Result):
@@ -93,7 +110,7 @@ class RunTestsResult(_Result):
     report_found: bool
     timed_out: bool
     tasks: list[Task]
-    error: str | None = Field(None, description="why the tests could not run, or ran no tests")
+    error: str | None = Field(default=None, description="why the tests could not run, or ran no tests")
 
 
 class FixTestsResult(RunTestsResult):
@@ -136,7 +153,7 @@ class RollbackResult(_Result):
     reason: str = ""
     restored: list[str] = Field(default_factory=list)
     removed: list[str] = Field(default_factory=list)
-    undo: str | None = Field(None, description="the checkpoint taken before the rollback: rolling back to it undoes it")
+    undo: str | None = Field(default=None, description="the checkpoint taken before the rollback: rolling back to it undoes it")
 
 
 class BackendStatus(BaseModel):
@@ -148,7 +165,7 @@ class BackendStatus(BaseModel):
 
     state: Literal["stopped", "starting", "ready", "restarting", "failed"]
     health: Literal["ok", "down"]
-    kind: str | None = Field(None, description="vllm, llamacpp or remote; null before a backend is planned")
+    kind: str | None = Field(default=None, description="vllm, llamacpp or remote; null before a backend is planned")
     model: str | None = None
     model_size: str | None = None
     quant: str | None = None
