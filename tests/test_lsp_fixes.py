@@ -126,6 +126,9 @@ async def test_code_action_fix_diff_and_versioned_apply(editor: LanguageClient):
     assert "· fixed" in shown and PLAN["goal"] in shown and "+    return a + b" in shown and "```diff" in shown
     shown = await execute(editor, "ornith.showDiff", done.taskId)
     assert "+    return a + b" in shown["diff"] and shown["scaffold"]["goal"]
+    # the preview's texts come with it: the buffer the fix was verified against, and with the fix
+    assert shown["files"] == [{"path": "calc.py", "before": CALC["calc.py"],
+                               "after": CALC["calc.py"].replace("a - b", "a + b")}]
 
     result = await execute(editor, "ornith.apply", done.taskId)
     assert result["applied"] is True
@@ -176,9 +179,11 @@ async def test_hover_markdown_says_status_step_reason_and_bounds_the_diff():
     task = Task(source="test", title="Ornith: fix test_x.py::test_y", message="assert 0 == 3", test_id="test_x.py::test_y")
     assert "not started" in hover_markdown(task, None)
 
-    state = FixState(task=task, versions={}, step="step 2/3: edit calc.py",
-                     scaffold=Scaffold.model_validate({**PLAN, "goal": "make add add", "steps": [
-                         {**PLAN["steps"][0], "intent": "read calc.py"}, {**PLAN["steps"][1], "intent": "edit it"}]}))
+    scaffold = Scaffold.model_validate({
+        "goal": "make add add", "strategy": "read, then edit", "budget": {"turns": 12, "tokens": 20000},
+        "steps": [{"intent": "read calc.py", "tools": ["read_file"], "check": {"kind": "context_read"}},
+                  {"intent": "edit it", "tools": ["edit"], "check": {"kind": "target_tests_pass"}}]})
+    state = FixState(task=task, versions={}, step="step 2/3: edit calc.py", scaffold=scaffold)
     state.job = asyncio.get_running_loop().create_future()  # a fix still running
     text = hover_markdown(task, state)
     assert "· running" in text and "**Now:** step 2/3: edit calc.py" in text and "2. edit it" in text

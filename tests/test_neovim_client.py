@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -165,6 +166,82 @@ def no_errors(lines: list[str]) -> None:
     assert not [line for line in lines if "ERROR" in line], "\n".join(lines)
 
 
+# -- the Lua against the wire schema -------------------------------------------------------------
+
+SCHEMA = ROOT / "clients" / "schema" / "ornith-wire.schema.json"
+LUA = PLUGIN / "lua" / "ornith"
+SCAFFOLD = ["scaffold", "scaffold.goal", "scaffold.strategy", "scaffold.steps[].intent", "scaffold.steps[].tools",
+            "scaffold.steps[].check.kind", "scaffold.budget.turns", "scaffold.budget.tokens"]
+# Every field the Lua reads from a notification or a command result, as a path
+# from the message (listed by hand from the `result.x` / `status.x` / `s.x` ...
+# accesses in clients/neovim/lua; the test below keeps the list complete).
+LUA_READS: dict[str, list[str]] = {
+    "ornith/plan": ["taskId", "replan", *SCAFFOLD],
+    "ornith/step": ["taskId", "index", "of", "intent"],
+    "ornith/fixDone": ["taskId", "title", "status", "reason", "verified"],
+    "ornith.fix": ["taskId", "status"],
+    "ornith.runTests": ["passed", "failed", "timedOut"],
+    "ornith.fixTests": ["passed", "failed", "timedOut", "started[].taskId", "started[].status", "tasks[].id",
+                        "tasks[].title"],
+    "ornith.cancel": ["cancelled"],
+    "ornith.apply": ["applied", "reason"],
+    "ornith.rollback": ["rolledBack", "restored", "reason"],
+    # commands.plan copies title, status, step and reason by name
+    "ornith.showPlan": ["title", "status", "step", "reason", *SCAFFOLD],
+    "ornith.showDiff": ["diff", "status"],
+    # health.lua by name, ui.status_lines its `first` keys, then any key
+    "ornith.backendStatus": ["state", "health", "kind", "model", "model_size", "context_length", "endpoint",
+                             "restarts", "log_path", "error", "command"],
+}
+# read by the Lua from LSP's own messages (window/showMessage), not from ornith's
+LSP_FIELDS = {"message", "type"}
+
+
+def _resolve(schema: dict, spec: dict, path: str) -> dict:
+    """The schema node at ``path`` (``a.b[].c``) under ``spec``; KeyError names the missing field."""
+    for part in path.split("."):
+        many = part.endswith("[]")
+        spec = _object(schema, spec)["properties"][part.removesuffix("[]")]
+        if many:
+            spec = _object(schema, spec)["items"]
+    return spec
+
+
+def _object(schema: dict, spec: dict) -> dict:
+    """Follow ``$ref`` and take the non-null member of ``x | null``."""
+    while True:
+        if "$ref" in spec:
+            spec = schema["$defs"][spec["$ref"].rsplit("/", 1)[-1]]
+        elif "anyOf" in spec:
+            spec = next(s for s in spec["anyOf"] if s.get("type") != "null")
+        else:
+            return spec
+
+
+def test_every_field_the_lua_reads_is_in_the_wire_schema():
+    schema = json.loads(SCHEMA.read_text())
+    messages = {**schema["properties"]["notifications"]["properties"], **schema["properties"]["commands"]["properties"]}
+    missing = []
+    for message, paths in LUA_READS.items():
+        for path in paths:
+            try:
+                _resolve(schema, messages[message], path)
+            except (KeyError, StopIteration):
+                missing.append(f"{message}: {path}")
+    assert not missing, f"the Lua client reads fields the server does not send: {missing}"
+
+
+def test_the_list_of_fields_the_lua_reads_is_complete():
+    """Every `result.x`, `status.x`, `s.x`, `t.x`, `step.x` (chains included) in
+    the Lua names a field listed above, so a new read cannot skip the check."""
+    listed = {part.removesuffix("[]") for paths in LUA_READS.values() for path in paths for part in path.split(".")}
+    read = set()
+    for file in LUA.glob("*.lua"):
+        for chain in re.findall(r"\b(?:result|status|s|t|step)((?:\.[A-Za-z_]\w*)+)", file.read_text()):
+            read.update(chain.lstrip(".").split("."))
+    assert read and not (read - listed - LSP_FIELDS), sorted(read - listed - LSP_FIELDS)
+
+
 # -- tests ------------------------------------------------------------------------------------
 def test_plugin_pieces_without_a_server(tmp_path):
     """Commands exist, the settings travel as a JSON object, the action picker
@@ -228,6 +305,9 @@ def test_fix_from_neovim_plan_diff_apply_and_write(tmp_path):
         nv.nvim.command("call cursor(5, 1) | OrnithFix")
         done = nv.wait("_G.fix_done[1]", "ornith/fixDone", timeout=90)
         assert done["status"] == "fixed" and done["verified"], done
+        # ornith/step and ornith/fixDone reached the plugin's state, title included
+        task = nv.lua("return require('ornith.state').tasks[...]", done["taskId"])
+        assert task["step"] == "step 3/3: finish" and task["title"] == done["title"] != "", task
         seen = nv.lua("return _G.progress_seen")
         steps = [p for p in seen if (p.get("message") or "").startswith("step ")]
         assert steps and all(p["statusline"].startswith("Ornith: fix") for p in steps), seen

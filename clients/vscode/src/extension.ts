@@ -8,15 +8,15 @@
 
 import * as vscode from "vscode";
 import { LanguageClient, State } from "vscode-languageclient/node";
-import { DiffError } from "./core/diff";
 import { describeLaunch } from "./core/launch";
 import { needsRestart } from "./core/settings";
-import { BackendState, backendState, BackendStatus } from "./core/status";
-import { candidates, FixDoneNotification, PlanNotification, ShowResult, TaskBook, TaskView, TreeNode } from "./core/tasks";
-import { createClient, currentLaunch, keysOf, pushSettings, serverCommand, workspaceRoot } from "./server";
+import { BackendState, backendState } from "./core/status";
+import { candidates, TaskBook, TaskView, TreeNode } from "./core/tasks";
+import { createClient, currentLaunch, keysOf, pushSettings, serverCommand } from "./server";
 import { DiffPreview, Preview, SCHEME } from "./views/diffPreview";
 import { PlanView } from "./views/planView";
 import { StatusBar } from "./views/statusBar";
+import type { BackendStatus, FixStarted, Notifications, ShowResult, Task } from "./wire";
 
 /** What `activate` returns: for other extensions and for the end-to-end test's driver. */
 export interface OrnithApi {
@@ -27,11 +27,6 @@ export interface OrnithApi {
   tasks(): TaskView[];
   planTree(): TreeNode[];
   lastPreview(): Preview[];
-}
-
-interface FixStarted {
-  taskId?: string;
-  status?: string;
 }
 
 class Ornith implements vscode.Disposable {
@@ -45,7 +40,6 @@ class Ornith implements vscode.Disposable {
   private backend: BackendState = "starting";
   private backendDetail = "";
   private backendTimer: NodeJS.Timeout | undefined;
-  private taskTimer: NodeJS.Timeout | undefined;
   private previews: Preview[] = [];
   private readonly disposables: vscode.Disposable[] = [];
 
@@ -124,11 +118,16 @@ class Ornith implements vscode.Disposable {
       if (e.newState === State.Stopped) this.setBackend("error", "the language server stopped");
       else if (e.newState === State.Running) this.pollBackend(500); // also after vscode-languageclient restarted it
     });
-    client.onNotification("ornith/plan", (n: PlanNotification) => {
+    // the fix's progress comes to us: its plan, each step, its end
+    client.onNotification("ornith/plan", (n: Notifications["ornith/plan"]) => {
       this.book.planned(n);
       this.redraw();
     });
-    client.onNotification("ornith/fixDone", (n: FixDoneNotification) => {
+    client.onNotification("ornith/step", (n: Notifications["ornith/step"]) => {
+      this.book.stepped(n);
+      this.redraw();
+    });
+    client.onNotification("ornith/fixDone", (n: Notifications["ornith/fixDone"]) => {
       this.book.done(n);
       this.redraw();
     });
@@ -141,7 +140,6 @@ class Ornith implements vscode.Disposable {
 
   async stop(): Promise<void> {
     clearTimeout(this.backendTimer);
-    clearTimeout(this.taskTimer);
     const client = this.client;
     this.client = undefined;
     if (client && client.state !== State.Stopped) await client.stop(5000).catch(() => undefined);
@@ -167,7 +165,7 @@ class Ornith implements vscode.Disposable {
   private async intercept(command: string, args: any[], next: (command: string, args: any[]) => any): Promise<unknown> {
     const result = await next(command, args);
     if (command === "ornith.fix") {
-      const task = args[0] as { id?: string; title?: string } | undefined;
+      const task = args[0] as Partial<Task> | undefined;
       this.fixStarted(result as FixStarted, task?.title);
     } else if (command === "ornith.showDiff" && result) {
       await this.openPreview(result as ShowResult);
@@ -177,9 +175,12 @@ class Ornith implements vscode.Disposable {
 
   private fixStarted(result: FixStarted | undefined, title?: string): void {
     if (!result?.taskId) return;
+    if (result.status === "refused") {
+      void vscode.window.showWarningMessage(`Ornith: fix refused: ${result.reason}`);
+      return;
+    }
     this.book.started(result.taskId, title);
     this.redraw();
-    this.pollTasks();
   }
 
   // -- polling ----------------------------------------------------------------------
@@ -188,29 +189,13 @@ class Ornith implements vscode.Disposable {
     this.backendTimer = setTimeout(async () => {
       if (!this.client || this.client.state !== State.Running) return;
       try {
-        const status = await serverCommand<BackendStatus>(this.client, "ornith.backendStatus");
+        const status = await serverCommand(this.client, "ornith.backendStatus");
         this.setBackend(backendState(status), status.error ?? [status.kind, status.model].filter(Boolean).join(" "));
       } catch (err) {
         this.setBackend("error", err instanceof Error ? err.message : String(err));
       }
       this.pollBackend(this.backend === "starting" ? 1000 : 10000);
     }, delay);
-  }
-
-  /** While a fix runs, its current step comes from `ornith.showPlan` once a second. */
-  private pollTasks(): void {
-    clearTimeout(this.taskTimer);
-    this.taskTimer = setTimeout(async () => {
-      for (const task of this.book.running()) {
-        try {
-          this.book.shown(await serverCommand<ShowResult>(this.client, "ornith.showPlan", task.id));
-        } catch {
-          // the server went away; the state handler reports that
-        }
-      }
-      this.redraw();
-      if (this.book.running().length > 0) this.pollTasks();
-    }, 1000);
   }
 
   private setBackend(state: BackendState, detail: string): void {
@@ -275,7 +260,7 @@ class Ornith implements vscode.Disposable {
   }
 
   private async runTests(): Promise<unknown> {
-    const summary = await serverCommand<{ passed: number; failed: number; timedOut: boolean }>(this.client, "ornith.runTests");
+    const summary = await serverCommand(this.client, "ornith.runTests");
     const text = summary.timedOut
       ? "the test run timed out"
       : `${summary.failed} failing, ${summary.passed} passing${summary.failed ? " (see Problems; fix from the lightbulb)" : ""}`;
@@ -284,10 +269,7 @@ class Ornith implements vscode.Disposable {
   }
 
   private async fixFailingTests(): Promise<unknown> {
-    const summary = await serverCommand<{ failed: number; tasks: { id: string; title: string }[]; started: FixStarted[] }>(
-      this.client,
-      "ornith.fixTests",
-    );
+    const summary = await serverCommand(this.client, "ornith.fixTests");
     const titles = new Map(summary.tasks.map((t) => [t.id, t.title]));
     for (const started of summary.started) this.fixStarted(started, started.taskId ? titles.get(started.taskId) : undefined);
     void vscode.window.showInformationMessage(
@@ -308,7 +290,7 @@ class Ornith implements vscode.Disposable {
   private async showPlan(id?: string): Promise<unknown> {
     const task = await this.pick("showPlan", id, "no fix has been started yet");
     if (!task) return undefined;
-    const shown = await serverCommand<ShowResult>(this.client, "ornith.showPlan", task.id);
+    const shown = await serverCommand(this.client, "ornith.showPlan", task.id);
     this.book.shown(shown);
     this.redraw();
     await vscode.commands.executeCommand("ornith.plan.focus");
@@ -318,26 +300,23 @@ class Ornith implements vscode.Disposable {
   private async showDiff(id?: string): Promise<Preview[] | undefined> {
     const task = await this.pick("showDiff", id, "no verified fix yet");
     if (!task) return undefined;
-    return this.openPreview(await serverCommand<ShowResult>(this.client, "ornith.showDiff", task.id));
+    return this.openPreview(await serverCommand(this.client, "ornith.showDiff", task.id));
   }
 
+  /** The server sends each file before and after the verified fix: nothing to parse or apply here. */
   private async openPreview(shown: ShowResult): Promise<Preview[]> {
-    const root = workspaceRoot();
-    if (!root) throw new Error("open a folder first");
-    if (!shown.diff) throw new Error(`the fix has no diff yet (${shown.status}${shown.reason ? `: ${shown.reason}` : ""})`);
-    try {
-      this.previews = await this.preview.show(root, shown.taskId, shown.diff);
-    } catch (err) {
-      if (err instanceof DiffError) throw new Error(`cannot preview the fix: ${err.message}`);
-      throw err;
+    if (shown.files.length === 0) {
+      const why = shown.verified ? "the fix changes no text file" : `no verified fix yet (${shown.status}${shown.reason ? `: ${shown.reason}` : ""})`;
+      throw new Error(`nothing to preview: ${why}`);
     }
+    this.previews = await this.preview.show(shown.taskId, shown.files);
     return this.previews;
   }
 
   private async apply(id?: string): Promise<unknown> {
     const task = await this.pick("apply", id, "no verified fix to apply");
     if (!task) return undefined;
-    const result = await serverCommand<{ applied: boolean; reason: string }>(this.client, "ornith.apply", task.id);
+    const result = await serverCommand(this.client, "ornith.apply", task.id);
     if (!result.applied) throw new Error(`the fix was not applied: ${result.reason || "the editor refused the edit"}`);
     this.book.markApplied(task.id);
     this.redraw();
@@ -353,20 +332,16 @@ class Ornith implements vscode.Disposable {
       "Roll Back",
     );
     if (ok !== "Roll Back") return undefined;
-    const done = await serverCommand<{ rolledBack: boolean; reason?: string; restored?: string[]; removed?: string[] }>(
-      this.client,
-      "ornith.rollback",
-      task.id,
-    );
+    const done = await serverCommand(this.client, "ornith.rollback", task.id);
     if (!done.rolledBack) throw new Error(`not rolled back: ${done.reason}`);
     void vscode.window.showInformationMessage(
-      `Ornith: rolled back (${done.restored?.length ?? 0} restored, ${done.removed?.length ?? 0} removed)`,
+      `Ornith: rolled back (${done.restored.length} restored, ${done.removed.length} removed)`,
     );
     return done;
   }
 
   private async showBackendStatus(): Promise<unknown> {
-    const status = await serverCommand<BackendStatus & Record<string, unknown>>(this.client, "ornith.backendStatus");
+    const status: BackendStatus = await serverCommand(this.client, "ornith.backendStatus");
     this.setBackend(backendState(status), status.error ?? [status.kind, status.model].filter(Boolean).join(" "));
     const parts = [status.kind, status.model, status.model_size, status.context_length ? `context ${status.context_length}` : ""];
     const line = `${parts.filter(Boolean).join(", ")} — ${status.state}, health ${status.health}${status.error ? `: ${status.error}` : ""}`;
@@ -377,7 +352,7 @@ class Ornith implements vscode.Disposable {
   }
 
   private async openBackendLog(): Promise<void> {
-    const status = await serverCommand<{ log_path?: string | null }>(this.client, "ornith.backendStatus").catch(() => undefined);
+    const status = await serverCommand(this.client, "ornith.backendStatus").catch(() => undefined);
     if (status?.log_path) {
       const doc = await vscode.workspace.openTextDocument(vscode.Uri.file(status.log_path));
       await vscode.window.showTextDocument(doc, { preview: true });
@@ -394,7 +369,7 @@ class Ornith implements vscode.Disposable {
 }
 
 /** A task the server knows and this window does not (e.g. started from another client). */
-const transient: TaskView = { id: "", title: "", status: "unknown", step: "", plans: 0, verified: false, reason: "", applied: false, order: -1 };
+const transient: TaskView = { id: "", title: "", status: "unknown", step: "", stepIndex: 0, plans: 0, verified: false, reason: "", applied: false, order: -1 };
 
 let instance: Ornith | undefined;
 

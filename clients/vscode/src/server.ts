@@ -20,6 +20,7 @@ import {
 } from "vscode-languageclient/node";
 import { Launch, serverLaunch, ServerConfig } from "./core/launch";
 import { explicitValue, initializationOptions, SECTION, serverKeys } from "./core/settings";
+import type { CommandResults } from "./wire";
 
 export function workspaceRoot(): vscode.Uri | undefined {
   return vscode.workspace.workspaceFolders?.[0]?.uri;
@@ -87,10 +88,17 @@ export function pushSettings(client: LanguageClient, keys: readonly string[]): P
   return client.sendNotification(DidChangeConfigurationNotification.type, { settings: currentOptions(keys) });
 }
 
-/** Run a server command directly (not through the VS Code command, so no middleware side effects). */
-export async function serverCommand<T>(client: LanguageClient | undefined, command: string, ...args: unknown[]): Promise<T> {
+/**
+ * Run a server command directly (not through the VS Code command, so no
+ * middleware side effects).  The result's type is the server's, from its wire schema.
+ */
+export async function serverCommand<K extends keyof CommandResults>(
+  client: LanguageClient | undefined,
+  command: K,
+  ...args: unknown[]
+): Promise<CommandResults[K]> {
   if (!client || client.state !== State.Running) throw new Error("the Ornith language server is not running");
-  return (await client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args })) as T;
+  return (await client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args })) as CommandResults[K];
 }
 
 export function keysOf(packageJSON: { contributes?: { configuration?: { properties?: Record<string, unknown> } } }): string[] {

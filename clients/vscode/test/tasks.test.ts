@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { candidates, parseStep, planTree, Scaffold, TaskBook } from "../src/core/tasks";
+import { candidates, planTree, TaskBook } from "../src/core/tasks";
+import type { DoneEvent, PlanEvent, Scaffold, ShowResult, StepEvent } from "../src/wire";
 
 // The scaffold of tests/test_agent_scripted.py's PLAN, as ornith/plan carries it.
 const PLAN: Scaffold = {
@@ -11,23 +12,55 @@ const PLAN: Scaffold = {
     { intent: "fix add", tools: ["edit", "run_tests"], check: { kind: "target_tests_pass", description: "" } },
     { intent: "finish", tools: ["finish"], check: { kind: "target_tests_pass", description: "" } },
   ],
-  replan_when: ["tests still fail"],
   budget: { turns: 12, tokens: 20000 },
 };
 
-test("steps are read from the server's progress text", () => {
-  assert.deepEqual(parseStep("step 2/3: fix add"), { index: 2, of: 3, intent: "fix add" });
-  assert.equal(parseStep(""), null);
-  assert.equal(parseStep(undefined), null);
-  assert.equal(parseStep("verified"), null);
+// Whole payloads, as the server sends them: the types are the wire schema's, so a field it drops fails to compile.
+const plan = (taskId: string, replan: string | null = null): PlanEvent => ({ kind: "plan", taskId, scaffold: PLAN, replan });
+const step = (taskId: string, index: number, intent: string): StepEvent => ({ kind: "step", taskId, title: "", index, of: 3, intent });
+const done = (taskId: string, status: DoneEvent["status"], reason: string, verified: boolean): DoneEvent => ({
+  kind: "done",
+  taskId,
+  title: "",
+  status,
+  reason,
+  verified,
+});
+const shown = (taskId: string, fields: Partial<ShowResult>): ShowResult => ({
+  taskId,
+  status: "running",
+  title: "",
+  step: "",
+  error: null,
+  scaffold: null,
+  diff: "",
+  verified: false,
+  reason: "",
+  checkpoint: null,
+  files: [],
+  ...fields,
+});
+
+test("ornith/step moves the current step; a new plan starts the steps over", () => {
+  const book = new TaskBook();
+  book.started("t0", "x");
+  book.planned(plan("t0"));
+  assert.equal(book.stepped(step("t0", 2, "fix add")).step, "step 2/3: fix add");
+  assert.equal(book.get("t0")!.stepIndex, 2);
+  book.planned(plan("t0", "step 2 did not pass its check"));
+  assert.equal(book.get("t0")!.step, "");
+  assert.equal(book.get("t0")!.stepIndex, 0);
+  // a step of a task this window never started (another client's) is remembered too
+  assert.equal(book.stepped(step("elsewhere", 1, "read calc.py")).status, "running");
 });
 
 test("a fix goes running -> planned -> stepped -> verified -> applied", () => {
   const book = new TaskBook();
   book.started("t1", "Ornith: fix test_add");
   assert.equal(book.running().length, 1);
-  book.planned({ taskId: "t1", scaffold: PLAN, replan: null });
-  book.shown({ taskId: "t1", status: "running", step: "step 2/3: fix add" });
+  book.planned(plan("t1"));
+  book.stepped(step("t1", 1, "read calc.py"));
+  book.stepped(step("t1", 2, "fix add"));
   let [node] = planTree(book.all());
   assert.equal(node.label, "Ornith: fix test_add");
   assert.equal(node.icon, "sync~spin");
@@ -39,7 +72,7 @@ test("a fix goes running -> planned -> stepped -> verified -> applied", () => {
   assert.match(steps[1].tooltip!, /target_tests_pass/);
   assert.equal(node.children![0].label, "make test_add pass");
 
-  book.done({ taskId: "t1", status: "fixed", reason: "tests pass", verified: true });
+  book.done(done("t1", "fixed", "tests pass", true));
   assert.equal(book.running().length, 0);
   assert.deepEqual(candidates(book, "apply").map((t) => t.id), ["t1"]);
   [node] = planTree(book.all());
@@ -56,12 +89,12 @@ test("a fix goes running -> planned -> stepped -> verified -> applied", () => {
 test("a replan is shown and counted; a failed fix says why", () => {
   const book = new TaskBook();
   book.started("t2", "Ornith: fix test_mul");
-  book.planned({ taskId: "t2", scaffold: PLAN });
-  book.planned({ taskId: "t2", scaffold: PLAN, replan: "step 2 did not pass its check" });
-  book.done({ taskId: "t2", status: "budget_exhausted", reason: "24 turns", verified: false });
+  book.planned(plan("t2"));
+  book.planned(plan("t2", "step 2 did not pass its check"));
+  book.done(done("t2", "budget", "24 turns", false));
   const [node] = planTree(book.all());
   assert.equal(node.icon, "error");
-  assert.equal(node.description, "budget_exhausted: 24 turns");
+  assert.equal(node.description, "budget: 24 turns");
   const replan = node.children!.find((c) => c.id.endsWith("/replan"))!;
   assert.match(replan.label, /step 2 did not pass/);
   assert.equal(replan.description, "plan 2");
@@ -69,16 +102,16 @@ test("a replan is shown and counted; a failed fix says why", () => {
   assert.deepEqual(candidates(book, "rollback").map((t) => t.id), ["t2"]);
 });
 
-test("a poll that finds the fix finished ends it even if fixDone was missed", () => {
+test("Show Plan that finds the fix finished ends it even if fixDone was missed", () => {
   const book = new TaskBook();
   book.started("t3", "x");
-  book.shown({ taskId: "t3", status: "fixed", verified: true, reason: "ok", scaffold: PLAN, title: "Ornith: fix x" });
+  book.shown(shown("t3", { status: "fixed", verified: true, reason: "ok", scaffold: PLAN, title: "Ornith: fix x" }));
   const t = book.get("t3")!;
   assert.equal(t.status, "fixed");
   assert.equal(t.verified, true);
   assert.equal(t.title, "Ornith: fix x");
   assert.ok(t.scaffold);
-  assert.equal(book.shown({ taskId: "nope", status: "unknown" }), undefined);
+  assert.equal(book.shown(shown("nope", { status: "unknown" })), undefined);
 });
 
 test("newest first; a restarted task runs again; cancel lists running tasks", () => {
@@ -86,7 +119,7 @@ test("newest first; a restarted task runs again; cancel lists running tasks", ()
   book.started("a", "A");
   book.started("b", "B");
   assert.deepEqual(book.all().map((t) => t.id), ["b", "a"]);
-  book.done({ taskId: "a", status: "cancelled", reason: "cancelled", verified: false });
+  book.done(done("a", "cancelled", "cancelled", false));
   assert.deepEqual(candidates(book, "cancel").map((t) => t.id), ["b"]);
   assert.equal(planTree(book.all())[1].icon, "circle-slash");
   book.started("a");

@@ -4,7 +4,7 @@ Every front end (the editor's notifications and progress, the CI log, an
 agent panel's ``session/update``, another agent's MCP progress) translates
 these and nothing else, so none of them reads an untyped dict and none can
 drift from the others.  The LSP notifications are these models serialised;
-``wire_schema()`` exports their JSON Schema for the clients.
+``ornith_lsp.lsp.wire`` exports their JSON Schema for the clients.
 """
 
 from __future__ import annotations

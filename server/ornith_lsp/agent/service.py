@@ -22,6 +22,7 @@ from ornith_lsp import settings as settings_mod
 from ornith_lsp.agent.events import (
     CandidateEvent,
     DoneEvent,
+    DoneStatus,
     Event,
     EventSink,
     PlanEvent,
@@ -51,9 +52,9 @@ from ornith_lsp.workspace.checkpoints import prune_checkpoints
 Progress = Callable[[str], None]
 
 # what a front end needs of the agent, all from here: the service, its results and its events
-__all__ = ["BackendUnavailable", "Candidate", "CandidateEvent", "DoneEvent", "Event", "EventSink", "FixResult", "FixService",
-           "PlanError", "PlanEvent", "Report", "Scaffold", "StepEvent", "StrategyEvent", "TestRun", "TestsCannotRun", "ToolEvent",
-           "Turn", "VerifyEvent", "wire"]
+__all__ = ["BackendUnavailable", "Candidate", "CandidateEvent", "DoneEvent", "DoneStatus", "Event", "EventSink",
+           "FixResult", "FixService", "PlanError", "PlanEvent", "Report", "Scaffold", "StepEvent", "StrategyEvent",
+           "TestRun", "TestsCannotRun", "ToolEvent", "Turn", "VerifyEvent", "wire"]
 
 
 class TestRun(BaseModel):

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
@@ -32,6 +34,19 @@ from ornith_lsp.agent.service import (
     ToolEvent,
     VerifyEvent,
     wire,
+)
+from ornith_lsp.lsp.wire import (
+    ApplyResult,
+    CancelResult,
+    FileText,
+    FixStarted,
+    FixTestsResult,
+    QueueStatus,
+    RollbackResult,
+    RunTestsResult,
+    ShowResult,
+    TaskStatus,
+    TaskSummary,
 )
 from ornith_lsp.tasks import Task
 from ornith_lsp.tasks.diagnostics import from_lsp_diagnostic, relative_path
@@ -53,11 +68,12 @@ class FixState:
     step: str = ""
     scaffold: Scaffold | None = None
     error: str | None = None
+    files: list[FileText] = field(default_factory=list)  # the verified fix, for the preview
 
     queued: bool = False
 
     @property
-    def status(self) -> str:
+    def status(self) -> TaskStatus:
         if self.error:
             return "error"
         if self.result is not None:  # done, though the job may still be tidying up
@@ -185,7 +201,7 @@ def _encoding(ls: OrnithServer) -> str:
     return {types.PositionEncodingKind.Utf8: "utf-8", types.PositionEncodingKind.Utf32: "utf-32"}.get(enc, "utf-16")
 
 
-async def start_fix(ls: OrnithServer, task: Task) -> dict[str, Any]:
+async def start_fix(ls: OrnithServer, task: Task) -> FixStarted:
     """Start a fix in the background and return at once."""
     if ls.root is None:
         raise ValueError("the workspace has no root folder")
@@ -193,17 +209,17 @@ async def start_fix(ls: OrnithServer, task: Task) -> dict[str, Any]:
         raise BackendUnavailable(ls.backend.error if ls.backend and ls.backend.error else "the model backend is not ready")
     existing = ls.fixes.by_task.get(task.id)
     if existing and existing.status in ("running", "queued"):
-        return {"taskId": task.id, "status": existing.status}
+        return FixStarted(task_id=task.id, status="running" if existing.status == "running" else "queued")
     if ls.fixes.waiting() >= ls.settings.agent.queue_limit:
-        return {"taskId": task.id, "status": "refused",
-                "reason": f"{ls.fixes.waiting()} fixes are waiting already (agent.queue_limit); "
-                          "cancel some (ornith.cancelAll) or wait"}
+        return FixStarted(task_id=task.id, status="refused",
+                          reason=f"{ls.fixes.waiting()} fixes are waiting already (agent.queue_limit); "
+                                 "cancel some (ornith.cancelAll) or wait")
     state = FixState(task=task, versions={}, queued=True)
     ls.fixes.by_task.pop(task.id, None)  # re-inserted last: the newest
     ls.fixes.by_task[task.id] = state
     ls.fixes.forget_oldest()
     state.job = asyncio.create_task(_run_fix(ls, state))
-    return {"taskId": task.id, "status": "queued" if ls.fixes.running() >= ls.service.concurrency() else "started"}
+    return FixStarted(task_id=task.id, status="queued" if ls.fixes.running() >= ls.service.concurrency() else "started")
 
 
 async def _run_fix(ls: OrnithServer, state: FixState) -> None:
@@ -272,11 +288,13 @@ async def _fix_now(ls: OrnithServer, state: FixState, token: str, progress: bool
     # the buffers as they are when the fix really starts, not when it was queued
     overlays, state.versions = _open_documents(ls)
     at_end: dict[str, int | None] = {}
+    view: dict[str, str] = {}
 
     def now() -> dict[str, str]:
         """The editor's view when the fix ends: the fix is re-verified against it."""
         texts, versions = _open_documents(ls)
         at_end.update(versions)
+        view.update(texts)
         return texts
 
     outcome = "cancelled"
@@ -285,6 +303,8 @@ async def _fix_now(ls: OrnithServer, state: FixState, token: str, progress: bool
                                       on_event=_listener(ls, state, token, progress))
         if result.verified and result.notes:  # re-verified on the editor's newer view: offered against it
             state.versions = at_end
+        if result.verified:
+            state.files = await _verified_files(ls, result.diff, view)
         state.result = result
         report = result.report
         outcome = f"{report.status}: {report.reason}"[:200]
@@ -308,18 +328,47 @@ async def _fix_now(ls: OrnithServer, state: FixState, token: str, progress: bool
             ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message=outcome))
 
 
-async def apply(ls: OrnithServer, task_id: str) -> dict[str, Any]:
+async def _verified_files(ls: OrnithServer, diff: str, texts: dict[str, str]) -> list[FileText]:
+    """The preview's texts, taken when the fix is verified: later edits or an
+    applied and saved fix must not change what the preview says was verified."""
+    assert ls.root is not None
+    try:
+        return await asyncio.to_thread(verified_files, ls.root, diff, texts)
+    except (PatchError, OSError, UnicodeDecodeError) as exc:  # the diff itself stays on offer
+        ls.say(f"Ornith: no preview of the fix: {exc}", types.MessageType.Warning)
+        return []
+
+
+def verified_files(root: Path, diff: str, texts: dict[str, str]) -> list[FileText]:
+    """Each file of ``diff`` before and after it, the base being the editor's
+    view ``texts`` (the one the fix was verified against) over the disk.  Reads
+    files: call it off the event loop."""
+
+    @functools.cache
+    def read(path: str) -> str | None:
+        if path in texts:
+            return texts[path]
+        file = root / path
+        return file.read_text(encoding="utf-8") if file.is_file() else None
+
+    patches = [p for p in diffs.parse(diff) if not p.binary]
+    after = diffs.apply(patches, read)
+    return [FileText(path=p.path, before=read(p.old_path) if p.old_path else None,
+                     after=after.get(p.new_path) if p.new_path else None) for p in patches]
+
+
+async def apply(ls: OrnithServer, task_id: str) -> ApplyResult:
     state = ls.fixes.by_task.get(task_id)
     if state is None or state.result is None or not state.result.verified:
-        return {"applied": False, "reason": f"no verified fix for task {task_id}"}
+        return ApplyResult(applied=False, reason=f"no verified fix for task {task_id}")
     edit = workspace_edit(ls, state)
     if isinstance(edit, str):
-        return {"applied": False, "reason": edit}
+        return ApplyResult(applied=False, reason=edit)
     result = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(edit=edit, label=state.task.title))
-    return {"applied": bool(result.applied), "reason": result.failure_reason or ""}
+    return ApplyResult(applied=bool(result.applied), reason=result.failure_reason or "")
 
 
-async def run_tests_command(ls: OrnithServer) -> dict[str, Any]:
+async def run_tests_command(ls: OrnithServer) -> RunTestsResult:
     """Run the tests on the editor's view of the code (saved files plus unsaved
     buffers, in a shadow tree) and publish failures as diagnostics.
 
@@ -332,7 +381,7 @@ async def run_tests_command(ls: OrnithServer) -> dict[str, Any]:
         run = await ls.service.collect(overlays=texts, protect=ls.fixes.offered())
     except TestsCannotRun as exc:
         ls.say(f"Ornith: {exc}", types.MessageType.Error, show=True)
-        return {"passed": 0, "failed": 0, "reportFound": False, "timedOut": False, "tasks": [], "error": str(exc)}
+        return RunTestsResult(passed=0, failed=0, report_found=False, timed_out=False, tasks=[], error=str(exc))
     problem = run.problem
     if problem is not None:
         level = types.MessageType.Warning if problem.kind == "no-tests" else types.MessageType.Error
@@ -351,9 +400,8 @@ async def run_tests_command(ls: OrnithServer) -> dict[str, Any]:
         ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=diags))
     ls.fixes.test_tasks = by_uri
     _refresh_code_lenses(ls)
-    return {"passed": len(run.baseline), "failed": len(tasks), "reportFound": run.report_found,
-            "timedOut": run.timed_out, "tasks": [t.model_dump(mode="json") for t in tasks],
-            **({"error": problem.line()} if problem is not None else {})}
+    return RunTestsResult(passed=len(run.baseline), failed=len(tasks), report_found=run.report_found,
+                          timed_out=run.timed_out, tasks=tasks, error=problem.line() if problem is not None else None)
 
 
 def _refresh_code_lenses(ls: OrnithServer) -> None:
@@ -376,20 +424,20 @@ def code_lenses(ls: OrnithServer, uri: str) -> list[types.CodeLens]:
             for t in ls.fixes.test_tasks.get(uri, [])]
 
 
-async def fix_tests(ls: OrnithServer) -> dict[str, Any]:
+async def fix_tests(ls: OrnithServer) -> FixTestsResult:
     summary = await run_tests_command(ls)
     started = [await start_fix(ls, task) for tasks in ls.fixes.test_tasks.values() for task in tasks]
-    return {**summary, "started": started}
+    return FixTestsResult(**dict(summary), started=started)
 
 
-def cancel(ls: OrnithServer, task_id: str | None) -> dict[str, Any]:
+def cancel(ls: OrnithServer, task_id: str | None) -> CancelResult:
     """Cancel one fix, or every running and queued fix when ``task_id`` is None."""
     cancelled = []
     for tid, state in ls.fixes.by_task.items():
         if (task_id in (None, tid)) and state.job is not None and not state.job.done():
             state.job.cancel()
             cancelled.append(tid)
-    return {"cancelled": cancelled}
+    return CancelResult(cancelled=cancelled)
 
 
 async def cancel_and_wait(ls: OrnithServer, timeout_s: float) -> list[str]:
@@ -397,43 +445,42 @@ async def cancel_and_wait(ls: OrnithServer, timeout_s: float) -> list[str]:
     processes and removed its shadow, so a server told to shut down leaves
     nothing behind."""
     jobs = [st.job for st in ls.fixes.by_task.values() if st.job is not None and not st.job.done()]
-    cancelled = cancel(ls, None)["cancelled"]
+    cancelled = cancel(ls, None).cancelled
     if jobs:
         await asyncio.wait(jobs, timeout=timeout_s)
     return cancelled
 
 
-def show(ls: OrnithServer, task_id: str) -> dict[str, Any]:
+def show(ls: OrnithServer, task_id: str) -> ShowResult:
     state = ls.fixes.by_task.get(task_id)
     if state is None:
-        return {"taskId": task_id, "status": "unknown"}
+        return ShowResult(task_id=task_id, status="unknown")
     r = state.result
-    return {"taskId": task_id, "status": state.status, "step": state.step, "error": state.error,
-            "title": state.task.title,
-            "scaffold": state.scaffold.model_dump() if state.scaffold else None,
-            "diff": r.diff if r else "", "verified": bool(r and r.verified),
-            "reason": r.report.reason if r else "", "checkpoint": r.checkpoint_id if r else None}
+    return ShowResult(task_id=task_id, status=state.status, step=state.step, error=state.error,
+                      title=state.task.title, scaffold=state.scaffold, diff=r.diff if r else "",
+                      verified=bool(r and r.verified), reason=r.report.reason if r else "",
+                      checkpoint=r.checkpoint_id if r else None, files=state.files)
 
 
-def list_tasks(ls: OrnithServer) -> list[dict[str, Any]]:
-    return [{"taskId": tid, "title": st.task.title, "status": st.status, "step": st.step}
+def list_tasks(ls: OrnithServer) -> list[TaskSummary]:
+    return [TaskSummary(task_id=tid, title=st.task.title, status=st.status, step=st.step)
             for tid, st in ls.fixes.by_task.items()]
 
 
-def queue_status(ls: OrnithServer) -> dict[str, Any]:
+def queue_status(ls: OrnithServer) -> QueueStatus:
     """How loaded the fix queue is, for a status bar."""
-    return {"running": ls.fixes.running(), "queued": ls.fixes.waiting(), "concurrency": ls.service.concurrency(),
-            "queueLimit": ls.settings.agent.queue_limit}
+    return QueueStatus(running=ls.fixes.running(), queued=ls.fixes.waiting(), concurrency=ls.service.concurrency(),
+                       queue_limit=ls.settings.agent.queue_limit)
 
 
-def roll_back(ls: OrnithServer, task_id: str) -> dict[str, Any]:
+def roll_back(ls: OrnithServer, task_id: str) -> RollbackResult:
     state = ls.fixes.by_task.get(task_id)
     checkpoint = state.result.checkpoint_id if state and state.result else task_id
     try:
         done = rollback(ls.root, checkpoint)
     except WorkspaceError as exc:
-        return {"rolledBack": False, "reason": str(exc)}
-    return {"rolledBack": True, "restored": list(done.restored), "removed": list(done.removed), "undo": done.undo}
+        return RollbackResult(rolled_back=False, reason=str(exc))
+    return RollbackResult(rolled_back=True, restored=list(done.restored), removed=list(done.removed), undo=done.undo)
 
 
 HOVER_DIFF_LINES = 40

@@ -22,9 +22,10 @@ from pygls.uris import to_fs_path
 
 from ornith_lsp import __version__
 from ornith_lsp import settings as settings_mod
-from ornith_lsp.agent.service import FixService
+from ornith_lsp.agent.service import FixService, wire
 from ornith_lsp.backends.runtime import Backend, BackendUnavailable
 from ornith_lsp.lsp import fixes
+from ornith_lsp.lsp.wire import BackendStatus
 from ornith_lsp.tasks import Task
 
 log = logging.getLogger("ornith_lsp.lsp")
@@ -155,10 +156,10 @@ class OrnithServer(LanguageServer):
                 await self._backend_task
         await self.service.stop_backend()
 
-    async def backend_status(self) -> dict[str, Any]:
+    async def backend_status(self) -> BackendStatus:
         if self.backend is None:
-            return {"kind": None, "state": "starting" if self._backend_task else "stopped", "health": "down"}
-        return await self.backend.status()
+            return BackendStatus(state="starting" if self._backend_task else "stopped", health="down")
+        return BackendStatus.model_validate(await self.backend.status())
 
 
 def _editor_options(raw: Any) -> dict[str, Any]:
@@ -199,7 +200,7 @@ def build(cli_settings: dict[str, Any] | None = None) -> OrnithServer:
 
     @server.command(CMD_BACKEND_STATUS)
     async def backend_status(ls: OrnithServer, *args: Any) -> dict[str, Any]:
-        return await ls.backend_status()
+        return wire(await ls.backend_status())
 
     @server.feature(
         types.TEXT_DOCUMENT_CODE_ACTION,
@@ -218,47 +219,47 @@ def build(cli_settings: dict[str, Any] | None = None) -> OrnithServer:
 
     @server.command("ornith.fix")
     async def fix_command(ls: OrnithServer, task: dict[str, Any]) -> dict[str, Any]:
-        return await fixes.start_fix(ls, Task.model_validate(task))
+        return wire(await fixes.start_fix(ls, Task.model_validate(task)))
 
     @server.command("ornith.fixTests")
     async def fix_tests(ls: OrnithServer, *args: Any) -> dict[str, Any]:
-        return await fixes.fix_tests(ls)
+        return wire(await fixes.fix_tests(ls))
 
     @server.command("ornith.runTests")
     async def run_tests(ls: OrnithServer, *args: Any) -> dict[str, Any]:
-        return await fixes.run_tests_command(ls)
+        return wire(await fixes.run_tests_command(ls))
 
     @server.command("ornith.apply")
     async def apply(ls: OrnithServer, task_id: str) -> dict[str, Any]:
-        return await fixes.apply(ls, task_id)
+        return wire(await fixes.apply(ls, task_id))
 
     @server.command("ornith.showDiff")
     def show_diff(ls: OrnithServer, task_id: str) -> dict[str, Any]:
-        return fixes.show(ls, task_id)
+        return wire(fixes.show(ls, task_id))
 
     @server.command("ornith.showPlan")
     def show_plan(ls: OrnithServer, task_id: str) -> dict[str, Any]:
-        return fixes.show(ls, task_id)
+        return wire(fixes.show(ls, task_id))
 
     @server.command("ornith.tasks")
     def list_tasks(ls: OrnithServer, *args: Any) -> list[dict[str, Any]]:
-        return fixes.list_tasks(ls)
+        return [wire(t) for t in fixes.list_tasks(ls)]
 
     @server.command("ornith.cancel")
     def cancel(ls: OrnithServer, task_id: str | None = None) -> dict[str, Any]:
-        return fixes.cancel(ls, task_id)
+        return wire(fixes.cancel(ls, task_id))
 
     @server.command("ornith.cancelAll")
     def cancel_all(ls: OrnithServer, *args: Any) -> dict[str, Any]:
-        return fixes.cancel(ls, None)
+        return wire(fixes.cancel(ls, None))
 
     @server.command("ornith.queue")
     def queue(ls: OrnithServer, *args: Any) -> dict[str, Any]:
-        return fixes.queue_status(ls)
+        return wire(fixes.queue_status(ls))
 
     @server.command("ornith.rollback")
     def roll_back(ls: OrnithServer, task_id: str) -> dict[str, Any]:
-        return fixes.roll_back(ls, task_id)
+        return wire(fixes.roll_back(ls, task_id))
 
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: OrnithServer, *args: Any) -> None:

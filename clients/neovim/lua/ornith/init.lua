@@ -28,6 +28,17 @@ M.handlers = {
       scaffold = result.scaffold,
       replan = present(result.replan) and result.replan or nil,
       status = "running",
+      step = "",
+    })
+    require("ornith.commands").refresh_plan()
+  end,
+  ["ornith/step"] = function(_, result)
+    if type(result) ~= "table" or not result.taskId then
+      return
+    end
+    state.touch(result.taskId, {
+      step = ("step %d/%d: %s"):format(result.index, result.of, result.intent),
+      status = "running",
     })
     require("ornith.commands").refresh_plan()
   end,
@@ -44,7 +55,12 @@ M.handlers = {
     if type(result) ~= "table" or not result.taskId then
       return
     end
-    state.touch(result.taskId, { status = result.status, reason = result.reason, verified = result.verified })
+    state.touch(result.taskId, {
+      title = result.title ~= "" and result.title or nil,
+      status = result.status,
+      reason = result.reason,
+      verified = result.verified,
+    })
     require("ornith.commands").refresh_plan()
     local on_fix_done = config.options.on_fix_done
     if on_fix_done then

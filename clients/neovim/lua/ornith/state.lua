@@ -1,7 +1,7 @@
 --- What the client remembers about fixes, fed by the server's notifications
 --- and command results; the plan buffer and the statusline read it.
 local M = {
-  --- taskId -> { title?, status?, reason?, verified?, scaffold?, replan? }
+  --- taskId -> { title?, status?, step?, reason?, verified?, scaffold?, replan? }
   tasks = {},
   --- The task the user most recently started or heard about.
   latest = nil,

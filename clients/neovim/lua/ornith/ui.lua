@@ -66,13 +66,6 @@ function M.plan_lines(id, info)
     local check = type(step.check) == "table" and step.check.kind or ""
     add(lines, ("  %d. %s  [%s]  check: %s"):format(i, step.intent or "", tools, check))
   end
-  if s.replan_when and #s.replan_when > 0 then
-    lines[#lines + 1] = ""
-    lines[#lines + 1] = "Replan when:"
-    for _, why in ipairs(s.replan_when) do
-      add(lines, "  - " .. why)
-    end
-  end
   if type(s.budget) == "table" then
     lines[#lines + 1] = ""
     add(lines, ("Budget:   %s turns, %s tokens"):format(s.budget.turns or "?", s.budget.tokens or "?"))

@@ -106,8 +106,9 @@ async function drive(verdict) {
 
   const previews = await vscode.commands.executeCommand("ornith.client.showDiff", task.id);
   if (!previews || previews.length === 0) throw new Error("the diff preview opened nothing");
+  const left = await vscode.workspace.openTextDocument(previews[0].left);
   const right = await vscode.workspace.openTextDocument(previews[0].right);
-  verdict.preview = { path: previews[0].path, left: previews[0].left.toString(), after: right.getText() };
+  verdict.preview = { path: previews[0].path, left: previews[0].left.toString(), before: left.getText(), after: right.getText() };
   verdict.statusAtPreview = api.statusText();
   step("preview");
   await phase("preview");

@@ -6,17 +6,11 @@
  * ready / error) and, while a fix runs, which step of its plan it is on.
  */
 
+import type { BackendStatus } from "../wire";
+
 export type BackendState = "starting" | "ready" | "error" | "stopped";
 
-export interface BackendStatus {
-  state?: string | null;
-  health?: string | null;
-  error?: string | null;
-  kind?: string | null;
-  model?: string | null;
-}
-
-export function backendState(status: BackendStatus | undefined | null): BackendState {
+export function backendState(status: Partial<Pick<BackendStatus, "state" | "health" | "error">> | undefined | null): BackendState {
   switch (status?.state) {
     case "ready":
       return "ready";

@@ -1,56 +1,11 @@
 /**
  * What the client knows about fixes: started from `ornith.fix`, planned from
- * `ornith/plan`, stepped from `ornith.showPlan`, finished from `ornith/fixDone`.
- * The plan tree view and the status bar are drawn from this book.
+ * `ornith/plan`, stepped from `ornith/step`, finished from `ornith/fixDone`.
+ * The plan tree view and the status bar are drawn from this book.  The
+ * payloads' types are generated from the server's wire schema (`../wire`).
  */
 
-export interface Check {
-  kind: string;
-  description?: string;
-}
-
-export interface PlanStep {
-  intent: string;
-  tools: string[];
-  check: Check;
-}
-
-export interface Scaffold {
-  goal: string;
-  strategy: string;
-  steps: PlanStep[];
-  replan_when?: string[];
-  budget?: { turns: number; tokens: number };
-}
-
-/** `ornith/plan` */
-export interface PlanNotification {
-  taskId: string;
-  scaffold: Scaffold;
-  replan?: string | null;
-}
-
-/** `ornith/fixDone` */
-export interface FixDoneNotification {
-  taskId: string;
-  status: string;
-  reason: string;
-  verified: boolean;
-}
-
-/** `ornith.showPlan` / `ornith.showDiff` */
-export interface ShowResult {
-  taskId: string;
-  status: string;
-  step?: string;
-  error?: string | null;
-  title?: string;
-  scaffold?: Scaffold | null;
-  diff?: string;
-  verified?: boolean;
-  reason?: string;
-  checkpoint?: string | null;
-}
+import type { DoneEvent, PlanEvent, Scaffold, ShowResult, StepEvent } from "../wire";
 
 export interface TaskView {
   id: string;
@@ -58,6 +13,8 @@ export interface TaskView {
   /** "running", or the report's status ("fixed", ...), "cancelled", "error". */
   status: string;
   step: string;
+  /** The step now running (1-based), from `ornith/step`; 0 before the first. */
+  stepIndex: number;
   scaffold?: Scaffold;
   /** Why the last plan replaced the one before, if it did. */
   replan?: string | null;
@@ -68,12 +25,6 @@ export interface TaskView {
   order: number;
 }
 
-/** "step 2/3: fix add" -> {index: 2, of: 3, intent: "fix add"} */
-export function parseStep(step: string | undefined): { index: number; of: number; intent: string } | null {
-  const m = /^step (\d+)\/(\d+): (.*)$/s.exec(step ?? "");
-  return m ? { index: Number(m[1]), of: Number(m[2]), intent: m[3] } : null;
-}
-
 export class TaskBook {
   private tasks = new Map<string, TaskView>();
   private counter = 0;
@@ -81,7 +32,7 @@ export class TaskBook {
   private ensure(id: string): TaskView {
     let task = this.tasks.get(id);
     if (!task) {
-      task = { id, title: id, status: "running", step: "", plans: 0, verified: false, reason: "", applied: false, order: this.counter++ };
+      task = { id, title: id, status: "running", step: "", stepIndex: 0, plans: 0, verified: false, reason: "", applied: false, order: this.counter++ };
       this.tasks.set(id, task);
     }
     return task;
@@ -92,39 +43,48 @@ export class TaskBook {
     const task = this.ensure(id);
     if (title) task.title = title;
     if (task.status !== "running") {
-      Object.assign(task, { status: "running", step: "", verified: false, reason: "", applied: false });
+      Object.assign(task, { status: "running", step: "", stepIndex: 0, verified: false, reason: "", applied: false });
       task.order = this.counter++;
     }
     return task;
   }
 
-  planned(n: PlanNotification): TaskView {
+  planned(n: PlanEvent): TaskView {
     const task = this.ensure(n.taskId);
     task.scaffold = n.scaffold;
-    task.replan = n.replan ?? null;
+    task.replan = n.replan;
     task.plans += 1;
     task.step = "";
+    task.stepIndex = 0;
     return task;
   }
 
-  /** A poll of `ornith.showPlan` while the fix runs. */
+  stepped(n: StepEvent): TaskView {
+    const task = this.ensure(n.taskId);
+    task.step = `step ${n.index}/${n.of}: ${n.intent}`;
+    task.stepIndex = n.index;
+    return task;
+  }
+
+  /** `ornith.showPlan`'s answer, asked for by the user. */
   shown(r: ShowResult): TaskView | undefined {
     if (r.status === "unknown") return this.tasks.get(r.taskId);
     const task = this.ensure(r.taskId);
     if (r.title) task.title = r.title;
-    if (r.step !== undefined) task.step = r.step;
+    if (r.step) task.step = r.step;
     if (r.scaffold && !task.scaffold) task.scaffold = r.scaffold;
-    if (r.status !== "running" && r.status !== "pending" && task.status === "running") {
+    if (!["running", "queued", "pending"].includes(r.status) && task.status === "running") {
       task.status = r.status;
-      task.verified = Boolean(r.verified);
-      task.reason = r.reason ?? r.error ?? "";
+      task.verified = r.verified;
+      task.reason = r.reason || r.error || "";
     }
     return task;
   }
 
-  done(n: FixDoneNotification): TaskView {
+  done(n: DoneEvent): TaskView {
     const task = this.ensure(n.taskId);
     Object.assign(task, { status: n.status, reason: n.reason, verified: n.verified });
+    if (n.title) task.title = n.title;
     return task;
   }
 
@@ -197,15 +157,14 @@ export function planTree(tasks: readonly TaskView[]): TreeNode[] {
   return tasks.map((task) => {
     const children: TreeNode[] = [];
     const s = task.scaffold;
-    const current = parseStep(task.step);
     if (s) {
       children.push({ id: `${task.id}/goal`, label: s.goal, description: "goal", icon: "target", taskId: task.id });
       children.push({ id: `${task.id}/strategy`, label: s.strategy, description: "strategy", icon: "lightbulb", taskId: task.id });
       s.steps.forEach((step, i) => {
         const n = i + 1;
         let icon = "circle-large-outline";
-        if (task.verified || (current && n < current.index)) icon = "check";
-        else if (current && n === current.index && task.status === "running") icon = "arrow-right";
+        if (task.verified || n < task.stepIndex) icon = "check";
+        else if (n === task.stepIndex && task.status === "running") icon = "arrow-right";
         children.push({
           id: `${task.id}/step/${n}`,
           label: `${n}. ${step.intent}`,

@@ -1,11 +1,12 @@
 /**
  * The proposed fix as a `vscode.diff` preview before it is applied: left is
- * the file as the editor has it now, right is a read-only virtual document
- * with the fix's diff applied to that text.
+ * the text the fix was verified against, right is that text with the fix,
+ * both as the server sends them in `ornith.showDiff` (so the client reads no
+ * diff itself), shown as read-only virtual documents.
  */
 
 import * as vscode from "vscode";
-import { applyFileDiff, DiffError, parseDiff, pathOf, stat } from "../core/diff";
+import type { FileText } from "../wire";
 
 export const SCHEME = "ornith-fix";
 
@@ -24,39 +25,24 @@ export class DiffPreview implements vscode.TextDocumentContentProvider {
     return this.texts.get(uri.toString()) ?? "";
   }
 
-  private put(uri: vscode.Uri, text: string): void {
-    this.texts.set(uri.toString(), text);
+  private put(taskId: string, path: string, side: "before" | "after", text: string | null): vscode.Uri {
+    const uri = vscode.Uri.from({ scheme: SCHEME, path: `/${path}`, query: `task=${encodeURIComponent(taskId)}&side=${side}` });
+    this.texts.set(uri.toString(), text ?? "");
     this.changed.fire(uri);
+    return uri;
   }
 
   /** Open one diff editor per changed file; returns what was opened. */
-  async show(root: vscode.Uri, taskId: string, diff: string): Promise<Preview[]> {
-    const files = parseDiff(diff);
-    if (files.length === 0) throw new DiffError("the fix changes nothing");
-    const { added, removed } = stat(diff);
+  async show(taskId: string, files: readonly FileText[]): Promise<Preview[]> {
     const previews: Preview[] = [];
     for (const file of files) {
-      const path = pathOf(file);
-      const fileUri = vscode.Uri.joinPath(root, path);
-      const query = `task=${encodeURIComponent(taskId)}`;
-      let current = "";
-      let left = fileUri;
-      if (file.oldPath === null) {
-        left = vscode.Uri.from({ scheme: SCHEME, path: `/${path}`, query: `${query}&side=before` });
-        this.put(left, "");
-      } else {
-        current = (await vscode.workspace.openTextDocument(fileUri)).getText();
-      }
-      const right = vscode.Uri.from({ scheme: SCHEME, path: `/${path}`, query: `${query}&side=after` });
-      this.put(right, applyFileDiff(current, file));
-      await vscode.commands.executeCommand(
-        "vscode.diff",
-        left,
-        right,
-        `${path} ↔ Ornith fix (+${added} -${removed})`,
-        { preview: files.length === 1 },
-      );
-      previews.push({ path, left, right });
+      const left = this.put(taskId, file.path, "before", file.before);
+      const right = this.put(taskId, file.path, "after", file.after);
+      const what = file.before === null ? "created" : file.after === null ? "deleted" : "verified fix";
+      await vscode.commands.executeCommand("vscode.diff", left, right, `${file.path} ↔ Ornith: ${what}`, {
+        preview: files.length === 1,
+      });
+      previews.push({ path: file.path, left, right });
     }
     return previews;
   }
