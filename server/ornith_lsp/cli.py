@@ -51,7 +51,7 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
 
 def _cli_layer(args: argparse.Namespace) -> dict[str, Any]:
     layer: dict[str, Any] = {}
-    for flag, (path, _) in SETTING_FLAGS.items():
+    for path, _ in SETTING_FLAGS.values():
         value = getattr(args, "set_" + "__".join(path), None)
         if value is None:
             continue

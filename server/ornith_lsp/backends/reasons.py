@@ -369,7 +369,7 @@ def no_fit_message(tried: list[tuple[ModelSpec, list[Placement]]], backend: Back
             "check backend.quant and backend.kind"
         )
     lines = []
-    for spec, options in attempts:
+    for _spec, options in attempts:
         best = closest(options)
         floor = targets(best, backend.context_length)[0]
         lines.append(f"{best.explain(floor)} (at most {best.max_context} tokens fit)")

@@ -19,8 +19,6 @@ from typing import Any, NoReturn
 from ornith_lsp import settings as settings_mod
 from ornith_lsp.backends import embedded, ollama, vllm
 from ornith_lsp.backends.embedded import EMBEDDED_MODELS
-
-EMBEDDED_NAMES = {m.name for m in EMBEDDED_MODELS.values()}
 from ornith_lsp.backends.gguf import GgufError, GgufInfo, read_header
 from ornith_lsp.backends.hardware import Hardware, probe
 from ornith_lsp.backends.ollama import ollama_context_reason
@@ -29,6 +27,7 @@ from ornith_lsp.backends.supervisor import BackendStartError, Supervisor
 from ornith_lsp.llm.client import ChatClient, LLMError
 from ornith_lsp.settings import Settings
 
+EMBEDDED_NAMES = {m.name for m in EMBEDDED_MODELS.values()}
 EventSink = Callable[[str, str], None]
 
 

@@ -54,7 +54,7 @@ CARGO_SECTIONS = ("lints", "test", "bench", "profile.test", "workspace.lints", "
 def protection(path: str, parts: list[str], name: str) -> tuple[str, str] | None:
     """(kind, reason) for a path another ecosystem's conventions protect, or None."""
     dirs = parts[:-1]
-    if name.endswith(".snap") or "__snapshots__" in dirs or (name.endswith(".snap.new")):
+    if name.endswith((".snap", ".snap.new")) or "__snapshots__" in dirs:
         return "test-data", "test snapshot (the expected output)"
     if name.endswith(JS_SUFFIXES):
         if _JS_TEST_NAME.search(name):

@@ -88,7 +88,7 @@ class _Summary:
     def __init__(self, tree: ast.Module) -> None:
         self.imports: dict[str, str] = {}
         self.stars: list[str] = []
-        body = [s for s in _strip_docstring(tree.body)]
+        body = list(_strip_docstring(tree.body))
         kept: list[ast.stmt] = []
         for stmt in body:
             if isinstance(stmt, (ast.Import, ast.ImportFrom)):

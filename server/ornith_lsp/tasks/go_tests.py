@@ -122,7 +122,7 @@ def parse_events(text: str, root: Path) -> ProjectRun:
             else:
                 finished_packages.add(package)
     build_tasks = compiler_lines("\n".join(build_text), "go build", root)
-    for (package, test), lines in outputs.items():
+    for (_package, test), lines in outputs.items():
         if not test and any("[setup failed]" in x or "[build failed]" in x for x in lines):
             build_tasks += [t for t in compiler_lines("".join(lines), "go build", root) if t not in build_tasks]
     if events == 0:

@@ -67,7 +67,7 @@ class PyModule:
 
     @cached_property
     def imported_modules(self) -> set[str]:
-        return {v for v in self.aliases.values()}
+        return set(self.aliases.values())
 
     def qualname(self, node: ast.AST | None) -> str | None:
         """``os._exit`` for ``os._exit``, ``bye`` (imported as such), ``__import__('os')._exit``

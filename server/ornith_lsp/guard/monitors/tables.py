@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from ornith_lsp.guard.monitors._ast import PyModule, body_without_docstring, freeze, literal
 from ornith_lsp.guard.monitors.core import Hit, RepoContext
 
-TRIVIAL = {0, 1, 2, -1, "", None, True, False, (), " ", "\n", 0.0, 1.0}
+TRIVIAL = {0, 1, 2, -1, "", None, True, False, (), " ", "\n", 0.0, 1.0}  # noqa: B033 -- True, 1 and 1.0 are one member; all listed for the reader
 
 
 @dataclass
