@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     original = sys.stdout
     if args.command != "serve":  # serve's stdout is the protocol's, left alone
-        sys.stdout = _ClosedPipeTolerant(original)  # type: ignore[assignment]
+        sys.stdout = _ClosedPipeTolerant(original)
     try:
         code = args.func(args)
         if sys.stdout is not original:

@@ -227,7 +227,7 @@ async def _run_fix(args: argparse.Namespace, settings: settings_mod.Settings, st
     tasks = tasks[: args.max_tasks]
     errors = 0
     overlays: dict[str, str] = {}
-    backend = None
+    backend: Backend | None = None
     if tasks:
         try:
             plan, problems = make_plan(settings)
@@ -261,6 +261,7 @@ async def _run_fix(args: argparse.Namespace, settings: settings_mod.Settings, st
 
             task_started = time.monotonic()
             try:
+                assert backend is not None  # started above: there are tasks
                 async with backend.client() as llm:
                     judge = _judge(settings, backend)
                     try:
@@ -313,7 +314,7 @@ async def _run_fix(args: argparse.Namespace, settings: settings_mod.Settings, st
             finally:
                 await shadow.close()
         output = diff
-    report = {"summary": summary(records, errors), "tasks": records, "notes": notes,
+    report: dict[str, Any] = {"summary": summary(records, errors), "tasks": records, "notes": notes,
               "test_command": command.model_dump(include={"argv", "source", "why"}) if command else None}
     if stop.signum is not None:
         report["interrupted"] = {"signal": stop.name, "reason": f"{stop.reason} while the fixes were written; they were finished first"}
@@ -339,7 +340,7 @@ def _interrupted(args: argparse.Namespace, stop: procs.Interruption, records: li
     short, and nothing written to the tree (an interrupted run applies nothing)."""
     if args.apply or args.patch or args.branch:
         notes.append(f"{stop.reason}: nothing was applied, written or committed; the verified diffs are in this report")
-    report = {"summary": summary(records, errors), "tasks": records, "notes": notes,
+    report: dict[str, Any] = {"summary": summary(records, errors), "tasks": records, "notes": notes,
               "interrupted": {"signal": stop.name, "reason": stop.reason}}
     _print(report, args.format, "")
     return procs.exit_code(stop.signum or 0)
@@ -365,7 +366,8 @@ def _judge(settings: settings_mod.Settings, backend: Backend) -> Judge | None:
     if g.judge_endpoint:
         key = settings_mod.api_key(settings.model_copy(update={"backend": settings.backend.model_copy(
             update={"api_key_env": g.judge_api_key_env})}))
-        return Judge(lambda: ChatClient(g.judge_endpoint, g.judge_model or "judge", api_key=key))
+        endpoint = g.judge_endpoint
+        return Judge(lambda: ChatClient(endpoint, g.judge_model or "judge", api_key=key))
     return Judge(backend.client)
 
 

@@ -294,7 +294,7 @@ class Interruption:
     the process exits at once.
     """
 
-    def __init__(self, on_hard_exit: Callable[[], None] | None = None, stream=None) -> None:
+    def __init__(self, on_hard_exit: Callable[[], object] | None = None, stream=None) -> None:
         self.signum: int | None = None
         self.at: float | None = None
         self.count = 0

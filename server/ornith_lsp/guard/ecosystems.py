@@ -95,7 +95,7 @@ def sections(name: str, text: str) -> tuple[dict[str, object], str | None]:
         if not isinstance(data, dict):
             return {}, None
         out: dict[str, object] = {k: data[k] for k in PACKAGE_JSON_KEYS if k in data}
-        scripts = data.get("scripts") if isinstance(data.get("scripts"), dict) else {}
+        scripts = s if isinstance(s := data.get("scripts"), dict) else {}
         out.update({f"scripts.{k}": v for k, v in scripts.items()
                     if k in PACKAGE_JSON_SCRIPTS or k.startswith(("test:", "lint"))})
         return out, None

@@ -28,6 +28,7 @@ from ornith_lsp.tasks.project import tasks_from_cases
 from ornith_lsp.tasks.pytest_report import run_tests, tasks_from_results
 from ornith_lsp.workspace import PatchError, Shadow, WorkspaceError, diff_to_workspace_edit, diffs, rollback
 from ornith_lsp.workspace.checkpoints import prune_checkpoints
+from ornith_lsp.workspace.edits import Encoding
 
 if TYPE_CHECKING:
     from ornith_lsp.lsp.server import OrnithServer
@@ -183,9 +184,9 @@ def _paths(diff: str) -> list[str]:
     return list(dict.fromkeys(path for patch in diffs.parse(diff) for path in patch.paths()))
 
 
-def _encoding(ls: OrnithServer) -> str:
+def _encoding(ls: OrnithServer) -> Encoding:
     enc = ls.workspace.position_encoding
-    return {types.PositionEncodingKind.Utf8: "utf-8", types.PositionEncodingKind.Utf32: "utf-32"}.get(enc, "utf-16")
+    return "utf-8" if enc == types.PositionEncodingKind.Utf8 else "utf-32" if enc == types.PositionEncodingKind.Utf32 else "utf-16"
 
 
 async def start_fix(ls: OrnithServer, task: Task) -> dict[str, Any]:
@@ -221,7 +222,8 @@ async def _run_fix(ls: OrnithServer, state: FixState, overlays: dict[str, str]) 
         # the client's Cancel button on the progress cancels pygls' token future
         cancelled = ls.work_done_progress.tokens.get(token)
         if cancelled is not None and state.job is not None:
-            cancelled.add_done_callback(lambda f: state.job.cancel() if f.cancelled() else None)
+            job = state.job
+            cancelled.add_done_callback(lambda f: job.cancel() if f.cancelled() else None)
     try:
         async with ls.fixes.slots(concurrency(ls)):
             state.queued = False
@@ -265,6 +267,7 @@ async def _fix_now(ls: OrnithServer, state: FixState, overlays: dict[str, str], 
     outcome = "cancelled"
     try:
         settings = ls.settings
+        assert ls.root is not None and ls.backend is not None, "fixes run after initialize started the backend"
         if runners.detect(ls.root, settings.agent.language) == "python":  # other languages bring their own runner
             command = await environment.resolve(ls.root, settings.agent.test_command)
             if not command.ok:
@@ -454,6 +457,8 @@ def queue_status(ls: OrnithServer) -> dict[str, Any]:
 def roll_back(ls: OrnithServer, task_id: str) -> dict[str, Any]:
     state = ls.fixes.by_task.get(task_id)
     checkpoint = state.result.checkpoint_id if state and state.result else task_id
+    if ls.root is None or checkpoint is None:
+        return {"rolledBack": False, "reason": "no checkpoint to roll back to"}
     try:
         done = rollback(ls.root, checkpoint)
     except WorkspaceError as exc:

@@ -81,7 +81,7 @@ async def run_tests(root: Path, *, node_ids: Sequence[str] = (), timeout_s: floa
         return ProjectRun("go", note="go is not installed (not on PATH): install Go (Debian: golang-go) to run these tests")
     packages = sorted({"./" + (split_id(n)[0].rpartition("/")[0] or ".") for n in node_ids}) or ["./..."]
     packages = [p if p != "./." else "." for p in packages]
-    argv = [*(command or [go, "test"]), "-json", "-count=1", *packages]
+    argv = [*(command or [go or "go", "test"]), "-json", "-count=1", *packages]
     # never download a toolchain behind the user's back: a go.mod asking for a newer Go says so instead
     env = {**os.environ, "GOTOOLCHAIN": os.environ.get("GOTOOLCHAIN", "local")}
     try:

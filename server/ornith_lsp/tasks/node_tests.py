@@ -18,6 +18,7 @@ import shlex
 import shutil
 import tempfile
 from collections.abc import Sequence
+from typing import Any
 from pathlib import Path
 
 from ornith_lsp import procs
@@ -184,7 +185,7 @@ async def run_tests(tree: Path, *, node_ids: Sequence[str] = (), timeout_s: floa
     return _replace(run, results=cases, report_found=True)
 
 
-def _replace(run: ProjectRun, **changes: object) -> ProjectRun:
+def _replace(run: ProjectRun, **changes: Any) -> ProjectRun:
     from dataclasses import replace
 
     return replace(run, **changes)

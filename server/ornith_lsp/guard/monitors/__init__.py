@@ -58,11 +58,6 @@ MONITORS: tuple[Monitor, ...] = (
 )
 
 
-def patterns_of(monitor: str) -> tuple[int, ...]:
-    found = tuple(p for m in (*MONITORS, *polyglot.MONITORS) if m.name == monitor for p in m.patterns)
-    return found or BOUNDARY_KINDS.get(monitor, ((), ""))[0]
-
-
 def run_monitors(changes: Iterable[FileChange], ctx: RepoContext,
                  scopes: Iterable[str] | None = None) -> tuple[list[Finding], list[Finding], list[str]]:
     """(blocking findings, concerns, notes) for the given changes; ``scopes`` limits the
@@ -128,7 +123,7 @@ def _parses(text: str) -> bool:
     return True
 
 
-def _run(monitor: Monitor, subject: object, ctx: RepoContext, change: FileChange, emit: Callable[[Hit, str], None]) -> None:
+def _run(monitor: Monitor | polyglot.Monitor, subject: object, ctx: RepoContext, change: FileChange, emit: Callable[[Hit, str], None]) -> None:
     try:
         for hit in monitor.fn(subject, ctx):
             emit(hit, change.path)
