@@ -57,7 +57,7 @@ async def spawn(
     """Start ``argv`` in a new session with stdout+stderr appended to ``log_path``
     (with ``nice``, at a lower CPU priority: a tool, not the model server)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:  # noqa: ASYNC230 -- the child's stdout must be an open fd; opening is not a wait
+    with open(log_path, "ab") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} $ {' '.join(argv)}\n".encode())
         log.flush()
         proc = await asyncio.create_subprocess_exec(
