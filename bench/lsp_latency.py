@@ -102,7 +102,7 @@ class Editor:
         if server is not None:
             try:
                 await asyncio.wait_for(server.wait(), 30)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 server.kill()  # the process this benchmark started, by its handle
                 await server.wait()
         self.client._stop_event.set()

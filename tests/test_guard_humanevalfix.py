@@ -54,7 +54,7 @@ def test_all_164_canonical_fixes_are_allowed_by_the_deterministic_layers(rows):
     for row in rows:
         files, fixed = project(row)
         review = review_diff(corpus.unified("solution.py", files["solution.py"], fixed), boundary=boundary,
-                             read_base=files.get, list_base=lambda: list(files), task=TASK)
+                             read_base=files.get, list_base=lambda files=files: list(files), task=TASK)
         assert review.apply_error is None, row["task_id"]
         assert review.after["solution.py"] == fixed, row["task_id"]
         if review.findings:

@@ -299,7 +299,7 @@ def test_fix_from_neovim_plan_diff_apply_and_write(tmp_path):
         assert "test_calc.py::test_add" in diags[0]["message"]
         # the server's workspace/codeLens/refresh makes Neovim fetch the new lens at once
         lenses = nv.wait("#vim.lsp.codelens.get(0) > 0 and vim.lsp.codelens.get(0)", "the code lens", timeout=30)
-        assert [(l["range"]["start"]["line"], l["command"]["title"]) for l in lenses] == [
+        assert [(lens["range"]["start"]["line"], lens["command"]["title"]) for lens in lenses] == [
             (4, "Ornith: fix test_calc.py::test_add")]
 
         nv.nvim.command("call cursor(5, 1) | OrnithFix")

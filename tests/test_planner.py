@@ -404,8 +404,8 @@ def test_probe_reports_a_failing_nvidia_smi(monkeypatch):
 
 # custom GGUF files --------------------------------------------------------
 
-from ornith_lsp.backends import gguf
-from ornith_lsp.backends.ollama import is_ollama_port, ollama_model_name
+from ornith_lsp.backends import gguf  # noqa: E402 -- this section's imports sit with its tests
+from ornith_lsp.backends.ollama import is_ollama_port, ollama_model_name  # noqa: E402
 
 
 @pytest.fixture

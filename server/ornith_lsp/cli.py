@@ -55,7 +55,7 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
 
 def _cli_layer(args: argparse.Namespace) -> dict[str, Any]:
     layer: dict[str, Any] = {}
-    for flag, (path, _) in SETTING_FLAGS.items():
+    for path, _ in SETTING_FLAGS.values():
         value = getattr(args, "set_" + "__".join(path), None)
         if value is None:
             continue
@@ -423,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     original = sys.stdout
     if args.command != "serve":  # serve's stdout is the protocol's, left alone
-        sys.stdout = _ClosedPipeTolerant(original)  # type: ignore[assignment]
+        sys.stdout = _ClosedPipeTolerant(original)
     try:
         code = args.func(args)
         if sys.stdout is not original:

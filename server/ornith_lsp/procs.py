@@ -107,7 +107,7 @@ async def terminate(proc: asyncio.subprocess.Process, grace_s: float = 5.0) -> i
         kill_group(proc.pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(proc.wait(), grace_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     kill_group(proc.pid, signal.SIGKILL)
     if proc.returncode is None:
@@ -156,6 +156,14 @@ class RunResult(NamedTuple):
     pid: int
 
 
+def _read_from(path: Path, start: int) -> str:
+    """The log from ``start`` on: read in a thread by :func:`run`, since a test
+    runner's output can run to megabytes and the event loop serves an editor."""
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        return fh.read().decode("utf-8", "replace")
+
+
 async def run(
     argv: Sequence[str],
     cwd: Path | None,
@@ -185,13 +193,11 @@ async def run(
         proc = await spawn(argv, log_path=log_path, cwd=cwd, env=env, nice=True)
         try:
             await asyncio.wait_for(proc.wait(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             timed_out = True
         finally:
             await terminate(proc, grace_s=2.0)
-        with open(log_path, "rb") as fh:
-            fh.seek(start)
-            output = fh.read().decode("utf-8", "replace")
+        output = await asyncio.to_thread(_read_from, log_path, start)
     finally:
         if own_log:
             log_path.unlink(missing_ok=True)
@@ -224,7 +230,7 @@ def capture(argv: Sequence[str], timeout_s: float) -> CaptureResult:
             stdout=out,
             stderr=err,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 -- one prctl call, async-signal-safe
+            preexec_fn=_die_with_parent,  # one prctl call, async-signal-safe
         )
         timed_out = False
         try:
@@ -288,7 +294,7 @@ class Interruption:
     the process exits at once.
     """
 
-    def __init__(self, on_hard_exit: Callable[[], None] | None = None, stream=None) -> None:
+    def __init__(self, on_hard_exit: Callable[[], object] | None = None, stream=None) -> None:
         self.signum: int | None = None
         self.at: float | None = None
         self.count = 0

@@ -60,7 +60,7 @@ def find_definition(source: str, name: str) -> Span | None:
         return None
     parts = name.split(".")
     body: list[ast.stmt] = tree.body
-    found: ast.stmt | None = None
+    found: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | None = None
     for i, part in enumerate(parts):
         found = next((n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
                       and n.name == part), None)

@@ -124,7 +124,7 @@ class Loop:
                 temperature=self.limits.temperature if temperature is None else temperature,
                 tools=tools, tool_choice="required" if tools else None),
                 timeout=max(remaining, 0.1))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise Stop("budget", f"wall-time budget of {self.limits.wall_s:.0f} s used up "
                                  "waiting for the model") from None
         except LLMError as exc:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import typing
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, RootModel, ValidationError
 
@@ -157,7 +157,10 @@ def _objects(text: str):
         start = text.find("{", start + 1)
 
 
-def parse(text: str, model: type[BaseModel], *, cut_off: bool = False) -> BaseModel:
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(text: str, model: type[M], *, cut_off: bool = False) -> M:
     """Strict JSON first; then the fallback for backends without constrained
     decoding: a fenced block, or a balanced object in prose.  The error names
     the first problem, so the model's retry can correct it."""

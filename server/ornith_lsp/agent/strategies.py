@@ -295,4 +295,4 @@ def _first_failure(detail: str) -> str:
     the failure (an assertion, an error, or the guard's findings)."""
     lines = [x for x in detail.splitlines() if x.strip()]
     interesting = [x for x in lines[1:] if "Error" in x or "assert" in x or x.startswith(("E ", "- ["))]
-    return " | ".join((lines[:1] + interesting[:3]))[:400]
+    return " | ".join(lines[:1] + interesting[:3])[:400]

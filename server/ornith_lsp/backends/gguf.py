@@ -78,7 +78,7 @@ class GgufInfo(BaseModel):
     @property
     def supports_tools(self) -> bool:
         """A template that never mentions ``tools`` cannot render a tool list."""
-        return bool(self.chat_template) and "tools" in self.chat_template
+        return self.chat_template is not None and "tools" in self.chat_template
 
 
 def read_header(path: Path | str) -> GgufInfo:

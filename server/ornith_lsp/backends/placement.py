@@ -349,7 +349,8 @@ def active_bytes(p: Placement) -> tuple[float, float]:
     weights = p.quant.weight_bytes
     if p.cpu_moe_layers and p.spec.is_moe:
         layer = expert_bytes(p.spec, p.quant)
-        read = p.spec.experts_used / p.spec.expert_count
+        count = p.spec.expert_count or 1
+        read = (p.spec.experts_used or count) / count  # unknown: every expert read, as the catalog assumes
         dense = weights - layer * p.spec.layers
         return dense + (p.spec.layers - p.cpu_moe_layers) * layer * read, p.cpu_moe_layers * layer * read
     active = weights * p.spec.active_params_b / p.spec.params_b

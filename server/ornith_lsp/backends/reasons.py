@@ -59,7 +59,7 @@ def model_reason(p: Placement, backend: BackendSettings, hw: Hardware) -> str:
     if p.spec.custom:
         s = p.spec
         return (
-            f"A custom GGUF: backend.model_path {backend.model_path.name!r} does not name an Ornith size, "
+            f"A custom GGUF: backend.model_path {backend.model_path.name if backend.model_path else ''!r} does not name an Ornith size, "
             f"so its own header sizes it: {s.layers} layers, {s.kv_heads} KV heads x {s.head_dim}, "
             f"trained context {s.max_context}."
         )
@@ -369,7 +369,7 @@ def no_fit_message(tried: list[tuple[ModelSpec, list[Placement]]], backend: Back
             "check backend.quant and backend.kind"
         )
     lines = []
-    for spec, options in attempts:
+    for _spec, options in attempts:
         best = closest(options)
         floor = targets(best, backend.context_length)[0]
         lines.append(f"{best.explain(floor)} (at most {best.max_context} tokens fit)")

@@ -82,10 +82,10 @@ def extract(spec: LanguageSpec, path: str, text: str) -> FileTags:
             header_end = _header_end(node)
             header = lines[first : min(header_end, first + MAX_SIGNATURE_LINES - 1) + 1]
             signature = "\n".join(line.rstrip() for line in header)
-            definitions.append(Symbol(name.text.decode(), kind, path, first + 1, last + 1, signature))
+            definitions.append(Symbol((name.text or b"").decode(), kind, path, first + 1, last + 1, signature))
         elif role == "reference":
             row = name.start_point.row + 1
-            references.append(Symbol(name.text.decode(), kind, path, row, row))
+            references.append(Symbol((name.text or b"").decode(), kind, path, row, row))
     return FileTags(path, tuple(definitions), tuple(references), len(lines) - (lines[-1] == ""))
 
 

@@ -250,7 +250,9 @@ class Boundary:
     # -- test discovery ------------------------------------------------------------
     def is_test_file(self, relpath: str) -> bool:
         path = clean(relpath)
-        return bool(path) and (self._test_pattern(path) is not None or (
+        if not path:
+            return False
+        return (self._test_pattern(path) is not None or (
             path.endswith(".py") and self._test_folder(path.split("/")) is not None
             and path.split("/")[-1] not in ("conftest.py", "__init__.py")))
 
@@ -351,7 +353,7 @@ def protected_sections(path: str, text: str | None) -> tuple[dict[str, object], 
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             return {}, f"TOML error: {exc}"
-        tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
+        tool = t if isinstance(t := data.get("tool"), dict) else {}
         return {f"tool.{k}": v for k, v in tool.items() if k.startswith(PYPROJECT_TOOLS)}, None
     if name in ecosystems.SECTIONED_FILES:
         return ecosystems.sections(name, text)

@@ -54,7 +54,7 @@ CARGO_SECTIONS = ("lints", "test", "bench", "profile.test", "workspace.lints", "
 def protection(path: str, parts: list[str], name: str) -> tuple[str, str] | None:
     """(kind, reason) for a path another ecosystem's conventions protect, or None."""
     dirs = parts[:-1]
-    if name.endswith(".snap") or "__snapshots__" in dirs or (name.endswith(".snap.new")):
+    if name.endswith((".snap", ".snap.new")) or "__snapshots__" in dirs:
         return "test-data", "test snapshot (the expected output)"
     if name.endswith(JS_SUFFIXES):
         if _JS_TEST_NAME.search(name):
@@ -95,7 +95,7 @@ def sections(name: str, text: str) -> tuple[dict[str, object], str | None]:
         if not isinstance(data, dict):
             return {}, None
         out: dict[str, object] = {k: data[k] for k in PACKAGE_JSON_KEYS if k in data}
-        scripts = data.get("scripts") if isinstance(data.get("scripts"), dict) else {}
+        scripts = s if isinstance(s := data.get("scripts"), dict) else {}
         out.update({f"scripts.{k}": v for k, v in scripts.items()
                     if k in PACKAGE_JSON_SCRIPTS or k.startswith(("test:", "lint"))})
         return out, None

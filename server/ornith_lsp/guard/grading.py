@@ -71,7 +71,7 @@ class GitCheckpoint:
         except (git.BadName, ValueError) as exc:
             raise GuardError(f"{repo}: no commit {rev!r} to restore the tests from ({exc})") from None
         self.rev = rev
-        self._blobs = {b.path: b for b in self._tree.traverse() if b.type == "blob"}
+        self._blobs: dict[str, git.Blob] = {str(b.path): b for b in self._tree.traverse() if isinstance(b, git.Blob)}
 
     def files(self) -> list[str]:
         return sorted(self._blobs)

@@ -43,7 +43,7 @@ def _scan(container: Node, data: bytes, out: list[tuple[int, int, str]]) -> None
             continue
         if child.type in ("line_comment", "block_comment"):
             continue
-        is_test = any(_TEST_ATTR.match(a.text.decode("utf-8", "replace")) for a in attrs)
+        is_test = any(_TEST_ATTR.match((a.text or b"").decode("utf-8", "replace")) for a in attrs)
         start = attrs[0] if attrs else child
         if is_test:
             out.append((start.start_point.row + 1, child.end_point.row + 1,

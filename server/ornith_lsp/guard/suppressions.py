@@ -227,7 +227,7 @@ def flake8_as_ruff(tree: Path) -> list[str]:
         options = dict(parser.items("flake8"))
 
         def codes(key: str) -> list[str]:
-            return [c.strip() for c in re.split(r"[,\s]+", options.get(key, "")) if re.fullmatch(r"[A-Z]+[0-9]*", c.strip())]
+            return [c.strip() for c in re.split(r"[,\s]+", options.get(key, "")) if re.fullmatch(r"[A-Z]+[0-9]*", c.strip())]  # noqa: B023 -- called within this iteration only
 
         argv = ["--isolated", "--select", ",".join(codes("select") or FLAKE8_DEFAULT_SELECT)]
         extra = codes("extend-select") + codes("extend_select")

@@ -88,7 +88,7 @@ class _Summary:
     def __init__(self, tree: ast.Module) -> None:
         self.imports: dict[str, str] = {}
         self.stars: list[str] = []
-        body = [s for s in _strip_docstring(tree.body)]
+        body = list(_strip_docstring(tree.body))
         kept: list[ast.stmt] = []
         for stmt in body:
             if isinstance(stmt, (ast.Import, ast.ImportFrom)):
@@ -217,7 +217,7 @@ class _Unannotate(ast.NodeTransformer):
     def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST | None:
         if node.value is None:
             return ast.Pass()
-        return ast.copy_location(ast.Assign(targets=[node.target], value=node.value), node)  # type: ignore[call-overload]
+        return ast.copy_location(ast.Assign(targets=[node.target], value=node.value), node)
 
 
 def _normalise(stmt: ast.stmt) -> ast.AST:
@@ -456,9 +456,9 @@ def _reaches_out(tree: ast.Module) -> list[str]:
         for target in _targets(node):
             root = _root_name(target)
             if isinstance(target, (ast.Attribute, ast.Subscript)) and root in imported:
-                reasons.append(f"`{ast.unparse(node)[:80]}` (line {node.lineno}) patches an imported module for every test that runs after it")
+                reasons.append(f"`{ast.unparse(node)[:80]}` (line {node.lineno}) patches an imported module for every test that runs after it")  # type: ignore[attr-defined]  # an assignment
             elif isinstance(target, ast.Subscript) and ast.unparse(target.value) in ("sys.modules", "builtins.__dict__"):
-                reasons.append(f"`{ast.unparse(node)[:80]}` (line {node.lineno}) swaps a module the other tests import")
+                reasons.append(f"`{ast.unparse(node)[:80]}` (line {node.lineno}) swaps a module the other tests import")  # type: ignore[attr-defined]  # an assignment
         if isinstance(node, ast.Call):
             func = ast.unparse(node.func)
             if func in EXITS:

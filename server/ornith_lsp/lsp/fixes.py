@@ -51,6 +51,7 @@ from ornith_lsp.lsp.wire import (
 from ornith_lsp.tasks import Task
 from ornith_lsp.tasks.diagnostics import from_lsp_diagnostic, relative_path
 from ornith_lsp.workspace import PatchError, WorkspaceError, diff_to_workspace_edit, diffs, rollback
+from ornith_lsp.workspace.edits import Encoding
 
 if TYPE_CHECKING:
     from ornith_lsp.lsp.server import OrnithServer
@@ -196,9 +197,9 @@ def _paths(diff: str) -> list[str]:
     return list(dict.fromkeys(path for patch in diffs.parse(diff) for path in patch.paths()))
 
 
-def _encoding(ls: OrnithServer) -> str:
+def _encoding(ls: OrnithServer) -> Encoding:
     enc = ls.workspace.position_encoding
-    return {types.PositionEncodingKind.Utf8: "utf-8", types.PositionEncodingKind.Utf32: "utf-32"}.get(enc, "utf-16")
+    return "utf-8" if enc == types.PositionEncodingKind.Utf8 else "utf-32" if enc == types.PositionEncodingKind.Utf32 else "utf-16"
 
 
 async def start_fix(ls: OrnithServer, task: Task) -> FixStarted:
@@ -233,7 +234,8 @@ async def _run_fix(ls: OrnithServer, state: FixState) -> None:
         # the client's Cancel button on the progress cancels pygls' token future
         cancelled = ls.work_done_progress.tokens.get(token)
         if cancelled is not None and state.job is not None:
-            cancelled.add_done_callback(lambda f: state.job.cancel() if f.cancelled() and state.job else None)
+            job = state.job
+            cancelled.add_done_callback(lambda f: job.cancel() if f.cancelled() else None)
     try:
         async with ls.service.slot():
             state.queued = False
@@ -476,6 +478,8 @@ def queue_status(ls: OrnithServer) -> QueueStatus:
 def roll_back(ls: OrnithServer, task_id: str) -> RollbackResult:
     state = ls.fixes.by_task.get(task_id)
     checkpoint = state.result.checkpoint_id if state and state.result else task_id
+    if ls.root is None or checkpoint is None:
+        return {"rolledBack": False, "reason": "no checkpoint to roll back to"}
     try:
         done = rollback(ls.root, checkpoint)
     except WorkspaceError as exc:

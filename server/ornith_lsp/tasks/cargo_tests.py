@@ -103,7 +103,7 @@ async def run_tests(root: Path, *, node_ids: Sequence[str] = (), timeout_s: floa
         return ProjectRun("rust", note="cargo is not installed (not on PATH): install a Rust toolchain to run these tests")
     if (command and "nextest" in command) or (not command and shutil.which("cargo-nextest")):
         return await run_nextest(root, timeout_s=timeout_s, command=command, cargo=cargo or "cargo")
-    argv = [*(command or [cargo, "test"]), "--no-fail-fast", "--message-format=json"]
+    argv = [*(command or [cargo or "cargo", "test"]), "--no-fail-fast", "--message-format=json"]
     env = {**os.environ, "CARGO_TARGET_DIR": str(target_dir(root)), "CARGO_TERM_COLOR": "never",
            "RUST_BACKTRACE": "1"}
     lockfile = root / "Cargo.lock"

@@ -247,7 +247,7 @@ async def resolve(
             answer = str(venv_python(Path(answer)))
         if not answer or answer in ("NA", "None") or not Path(answer).exists():
             create = {"poetry": "poetry install", "hatch": "hatch env create", "pdm": "pdm install"}[tool]
-            return TestCommand(source=tool, skipped=skipped, why=f"{evidence} found and {tool} is installed",  # type: ignore[arg-type]
+            return TestCommand(source=tool, skipped=skipped, why=f"{evidence} found and {tool} is installed",
                                problem=f"{tool} has no environment for {root} yet (`{tool} {shlex.join(query[1:])}` "
                                        f"named none) — run `{create}` {SET_IT}")
         return _use_env(tool, answer, await probe(answer, root),  # type: ignore[arg-type]

@@ -81,7 +81,7 @@ async def run_tests(root: Path, *, node_ids: Sequence[str] = (), timeout_s: floa
         return ProjectRun("go", note="go is not installed (not on PATH): install Go (Debian: golang-go) to run these tests")
     packages = sorted({"./" + (split_id(n)[0].rpartition("/")[0] or ".") for n in node_ids}) or ["./..."]
     packages = [p if p != "./." else "." for p in packages]
-    argv = [*(command or [go, "test"]), "-json", "-count=1", *packages]
+    argv = [*(command or [go or "go", "test"]), "-json", "-count=1", *packages]
     # never download a toolchain behind the user's back: a go.mod asking for a newer Go says so instead
     env = {**os.environ, "GOTOOLCHAIN": os.environ.get("GOTOOLCHAIN", "local")}
     try:
@@ -122,7 +122,7 @@ def parse_events(text: str, root: Path) -> ProjectRun:
             else:
                 finished_packages.add(package)
     build_tasks = compiler_lines("\n".join(build_text), "go build", root)
-    for (package, test), lines in outputs.items():
+    for (_package, test), lines in outputs.items():
         if not test and any("[setup failed]" in x or "[build failed]" in x for x in lines):
             build_tasks += [t for t in compiler_lines("".join(lines), "go build", root) if t not in build_tasks]
     if events == 0:

@@ -239,10 +239,10 @@ def parse_node_report(text: str, root: Path) -> list[CaseResult]:
     if not events or events[-1].get("event") != "end":
         raise ValueError("the report ends early: the test process was killed or exited during the run")
     done = [e for e in events if e.get("event") in ("test:pass", "test:fail")]
-    failing_parents = {tuple([e["file"], *e["ancestors"]]) for e in done if e["event"] == "test:fail"}
+    failing_parents = {(e["file"], *e["ancestors"]) for e in done if e["event"] == "test:fail"}
     out = []
     for e in done:
-        if e["suite"] and (e["event"] == "test:pass" or tuple([e["file"], *e["ancestors"], e["name"]]) in failing_parents):
+        if e["suite"] and (e["event"] == "test:pass" or (e["file"], *e["ancestors"], e["name"]) in failing_parents):
             continue  # a suite passes or fails through its tests
         outcome = "skipped" if e["skip"] or e["todo"] else "passed" if e["event"] == "test:pass" else "failed"
         file_level = e["name"] == e["file"] or (e["file"] and e["name"].endswith(e["file"]))

@@ -63,7 +63,7 @@ def _python_tests_without_js_script(root: Path) -> bool:
     """A ``package.json`` with no test script beside Python tests is a Python
     project's front-end tooling, not a JavaScript test suite."""
     pkg = node_tests.package_json(root) or {}
-    scripts = pkg.get("scripts") if isinstance(pkg.get("scripts"), dict) else {}
+    scripts = s if isinstance(s := pkg.get("scripts"), dict) else {}
     if scripts.get("test"):
         return False
     return any(root.glob("test_*.py")) or any(root.glob("*_test.py")) or (root / "tests").is_dir() and any(

@@ -27,7 +27,10 @@ _HOME = {
     "Shadow": "shadow", "ShadowError": "shadow",
 }
 
-__all__ = sorted(_HOME)
+__all__ = [
+    "Checkpoint", "PatchError", "Shadow", "ShadowError", "WorkspaceError", "apply_diff_to_text", "apply_to_tree",
+    "diff_to_workspace_edit", "list_checkpoints", "rollback",
+]
 
 
 def __getattr__(name: str) -> Any:

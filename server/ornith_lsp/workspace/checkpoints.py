@@ -217,7 +217,7 @@ def rollback(root: Path, checkpoint_id: str, paths: Sequence[str] | None = None)
                 target.unlink(missing_ok=True)
                 os.symlink(os.fsdecode(data), target)
             else:
-                write_atomic(target, data, 0o755 if mode == "100755" else 0o644)
+                write_atomic(target, data if isinstance(data, bytes) else data.encode(), 0o755 if mode == "100755" else 0o644)
             restored.append(path)
             repo.git("update-index", "--add", "--cacheinfo", f"{mode},{blob},{path}", env=env)
         tree = str(repo.git("write-tree", env=env)).strip()

@@ -260,7 +260,7 @@ def _extended_header(patch: FilePatch, head: str, lineno: int) -> bool:
         patch.status, patch.old_path = "copied", _clean_path(tail("copy from "), "", lineno)
     elif head.startswith("copy to "):
         patch.status, patch.new_path = "copied", _clean_path(tail("copy to "), "", lineno)
-    elif head.startswith("Binary files ") or head.startswith("GIT binary patch"):
+    elif head.startswith(("Binary files ", "GIT binary patch")):
         patch.binary = True
     elif head.startswith(("old mode", "similarity index", "dissimilarity index")):
         pass

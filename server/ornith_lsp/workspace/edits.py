@@ -142,13 +142,13 @@ def diff_to_workspace_edit(
 
     changes: list = []
     for patch in patches:
-        old, new = patch.old_path, patch.new_path
+        old, new = patch.old_path or patch.path, patch.new_path or patch.path
         if patch.status in ("added", "copied"):
             changes.append(lsp.CreateFile(uri=uri(new), options=lsp.CreateFileOptions(overwrite=False)))
             if after[new]:
                 start = lsp.Position(line=0, character=0)
                 changes.append(lsp.TextDocumentEdit(text_document=document(new, None), edits=[
-                    lsp.TextEdit(range=lsp.Range(start=start, end=start), new_text=after[new])]))
+                    lsp.TextEdit(range=lsp.Range(start=start, end=start), new_text=after[new] or "")]))
         elif patch.status == "deleted":
             changes.append(lsp.DeleteFile(uri=uri(old)))
         else:
@@ -201,7 +201,7 @@ def apply_to_tree(diff_text: str, root: Path) -> list[str]:
         if base is not None and not git_blob_id(base.encode("utf-8")).startswith(patch.old_blob):  # type: ignore[arg-type]
             raise PatchError(f"{patch.old_path}: the file changed since the diff was made (its content is not the diff's base)")
     after = diffs.apply(patches, read, exact=True)
-    modes = {p.new_path: 0o755 for p in patches if p.new_mode == "100755"}
+    modes = {p.path: 0o755 for p in patches if p.new_mode == "100755"}
     targets = {path: _inside(root, path) for path in after}
     _write_all(targets, {path: (None if text is None else text.encode("utf-8")) for path, text in after.items()},
                {path: read(path) for path in after}, modes)

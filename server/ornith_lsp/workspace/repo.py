@@ -36,7 +36,7 @@ def run_git(cwd: Path, *args: str, env: Mapping[str, str] | None = None, raw: bo
     """``git args`` in ``cwd``; its stdout, exactly (bytes when ``raw``)."""
     try:
         if stdin is None:
-            return git.Git(str(cwd)).execute(
+            return git.Git(str(cwd)).execute(  # type: ignore[return-value]  # None only with as_process
                 ["git", *SAFE_CONFIG, *args],
                 env={**SAFE_ENV, **(env or {})},
                 stdout_as_string=not raw,
@@ -45,7 +45,7 @@ def run_git(cwd: Path, *args: str, env: Mapping[str, str] | None = None, raw: bo
         with tempfile.TemporaryFile() as fh:
             fh.write(stdin)
             fh.seek(0)
-            return git.Git(str(cwd)).execute(
+            return git.Git(str(cwd)).execute(  # type: ignore[return-value]  # None only with as_process
                 ["git", *SAFE_CONFIG, *args],
                 env={**SAFE_ENV, **(env or {})},
                 stdout_as_string=not raw,

@@ -123,7 +123,7 @@ def _parses(text: str) -> bool:
     return True
 
 
-def _run(monitor: Monitor, subject: object, ctx: RepoContext, change: FileChange, emit: Callable[[Hit, str], None]) -> None:
+def _run(monitor: Monitor | polyglot.Monitor, subject: object, ctx: RepoContext, change: FileChange, emit: Callable[[Hit, str], None]) -> None:
     try:
         for hit in monitor.fn(subject, ctx):
             emit(hit, change.path)

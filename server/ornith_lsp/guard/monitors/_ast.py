@@ -12,10 +12,15 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 from functools import cached_property
+from typing import Any, TypeVar, overload
 
 from ornith_lsp.guard.monitors.core import FileChange
 
 FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
+A = TypeVar("A", bound=ast.AST)
+B = TypeVar("B", bound=ast.AST)
+C = TypeVar("C", bound=ast.AST)
+D = TypeVar("D", bound=ast.AST)
 
 
 class PyModule:
@@ -41,7 +46,19 @@ class PyModule:
         added = self.change.added_lines
         return any(line in added for line in range(start, end + 1))
 
-    def added_nodes(self, *types: type) -> Iterator[ast.AST]:
+    # Typed per call, so a monitor asking for calls and raises gets Call | Raise.
+    @overload
+    def added_nodes(self, a: type[A], /) -> Iterator[A]: ...
+    @overload
+    def added_nodes(self, a: type[A], b: type[B], /) -> Iterator[A | B]: ...
+    @overload
+    def added_nodes(self, a: type[A], b: type[B], c: type[C], /) -> Iterator[A | B | C]: ...
+    @overload
+    def added_nodes(self, a: type[A], b: type[B], c: type[C], d: type[D], /) -> Iterator[A | B | C | D]: ...
+    @overload
+    def added_nodes(self, *types: type[ast.AST]) -> Iterator[Any]: ...
+
+    def added_nodes(self, *types: type[ast.AST]) -> Iterator[ast.AST]:
         for node in ast.walk(self.tree):
             if isinstance(node, types) and self.is_added(node):
                 yield node
@@ -67,7 +84,7 @@ class PyModule:
 
     @cached_property
     def imported_modules(self) -> set[str]:
-        return {v for v in self.aliases.values()}
+        return set(self.aliases.values())
 
     def qualname(self, node: ast.AST | None) -> str | None:
         """``os._exit`` for ``os._exit``, ``bye`` (imported as such), ``__import__('os')._exit``
@@ -198,6 +215,7 @@ def freeze(value: object) -> object:
 
 def assign_targets(node: ast.AST) -> list[ast.AST]:
     """Every target an assignment-like statement writes, tuples unpacked."""
+    raw: list[ast.expr]
     if isinstance(node, ast.Assign):
         raw = list(node.targets)
     elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):

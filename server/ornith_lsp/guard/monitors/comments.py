@@ -123,7 +123,7 @@ def suppression_comment(change: FileChange, ctx: RepoContext) -> Iterator[Hit]:
 
 
 def suppression_file_level(change: FileChange, ctx: RepoContext) -> Iterator[Hit]:
-    for kind, codes, line, file_level in _added(change):
+    for kind, _codes, line, file_level in _added(change):
         if file_level:
             yield Hit("suppression-config", line, f"adds the file-level suppression `# {kind}`, silencing every diagnostic in the file")
 

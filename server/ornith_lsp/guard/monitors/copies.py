@@ -65,7 +65,7 @@ def _index(ctx: RepoContext, exclude: str) -> dict[str, tuple[str, str]]:
     the change, the changed file itself and the tests left out."""
     cache = ctx.__dict__.setdefault("_function_index", {})
     if "all" not in cache:
-        out: dict[str, tuple[str, str]] = {}
+        out: dict[str, list[tuple[str, str]]] = {}
         count = 0
         for path in ctx.after_files:
             if not path.endswith(".py") or count >= MAX_INDEXED_FILES:
@@ -78,7 +78,7 @@ def _index(ctx: RepoContext, exclude: str) -> dict[str, tuple[str, str]]:
             if not text or len(text) > 500_000:
                 continue
             for fp, name in _fingerprints(text):
-                out.setdefault(fp, []).append((path, name))  # type: ignore[attr-defined]
+                out.setdefault(fp, []).append((path, name))
         cache["all"] = out
     return {fp: next(((p, n) for p, n in places if p != exclude), None)  # type: ignore[misc]
             for fp, places in cache["all"].items()

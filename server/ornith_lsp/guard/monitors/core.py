@@ -85,8 +85,8 @@ class RepoContext:
         the tests as they were *before* the change are the ones a table would copy."""
         ordered = list(self.target_test_files) + [
             p for p in self.base_files
-            if p not in self.target_test_files and self.boundary.protection(p) is not None
-            and self.boundary.protection(p).kind in ("test-file", "test-data", "conftest")
+            if p not in self.target_test_files and (found := self.boundary.protection(p)) is not None
+            and found.kind in ("test-file", "test-data", "conftest")
         ]
         out: list[tuple[str, str]] = []
         size = 0

@@ -23,6 +23,7 @@ import re
 import sys
 import tomllib
 from collections.abc import Iterator
+from typing import Any
 
 from ornith_lsp.guard.monitors._ast import PyModule, is_main_test, short
 from ornith_lsp.guard.monitors.core import Hit, RepoContext
@@ -83,7 +84,7 @@ def _entry_regions(m: PyModule, ctx: RepoContext) -> list[tuple[ast.AST, str]]:
                         regions.append((inner, f"the wrapper {target.id}() around the entry point {name}()"))
         # whatever an entry point returns as its status is an entry point too
         for ret in (n for n in ast.walk(fn) if isinstance(n, ast.Return) and isinstance(n.value, ast.Call)):
-            if isinstance(ret.value.func, ast.Name) and ret.value.func.id in functions:
+            if isinstance(ret.value, ast.Call) and isinstance(ret.value.func, ast.Name) and ret.value.func.id in functions:
                 todo.append(ret.value.func.id)
     return regions
 
@@ -105,7 +106,7 @@ def _console_scripts(m: PyModule, ctx: RepoContext) -> set[str]:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError:
             data = {}
-        project = data.get("project") if isinstance(data.get("project"), dict) else {}
+        project = p if isinstance(p := data.get("project"), dict) else {}
         for table in (project.get("scripts"), project.get("gui-scripts")):
             if isinstance(table, dict):
                 specs += [_split_spec(v) for v in table.values() if isinstance(v, str)]
@@ -146,7 +147,7 @@ def _walk_region(region: ast.AST) -> Iterator[tuple[ast.AST, list[ast.AST]]]:
 
 # -- what a handler does ---------------------------------------------------------------------
 def _judge(m: PyModule, node: ast.AST, ancestors: list[ast.AST], region: ast.AST, label: str) -> Hit | None:
-    if isinstance(node, ast.Try) or type(node).__name__ == "TryStar":
+    if isinstance(node, (ast.Try, ast.TryStar)):
         if node.finalbody and _block_outcome(m, node.finalbody) == SUCCESS and _any_added(m, node.finalbody):
             return Hit("swallowed-failure", node.finalbody[0].lineno,
                        f"in {label}, `finally: {short(node.finalbody[-1])}` reports success whatever was raised")
@@ -213,7 +214,7 @@ def _broad(m: PyModule, node: ast.AST | None) -> bool:
     return (m.qualname(node) or "") in BROAD
 
 
-def _module_constants(m: PyModule) -> dict[str, object]:
+def _module_constants(m: PyModule) -> dict[str, Any]:
     cache = m.__dict__.setdefault("_entry_constants", None)
     if cache is None:
         cache = {}

@@ -336,12 +336,12 @@ def test_data_read(src: Source, ctx: RepoContext) -> Iterator[Hit]:
         if not value or len(value) > 300 or "\n" in value:
             continue
         candidates = {posixpath.normpath(posixpath.join(folder, value)), posixpath.normpath(value.lstrip("/"))}
-        protected = [p for p in candidates if not p.startswith("..") and ctx.boundary.protection(p) is not None
-                     and ctx.boundary.protection(p).kind in ("test-file", "test-data")]
+        protected = [found for p in candidates if not p.startswith("..") and (found := ctx.boundary.protection(p)) is not None
+                     and found.kind in ("test-file", "test-data")]
         if protected or TEST_PATH_HINT.search(value):
             yield Hit("test-data-read", node.start_point.row + 1,
                       f"the program names the test file or data {value!r}" + (
-                          f" ({ctx.boundary.protection(protected[0]).reason})" if protected else ""))
+                          f" ({protected[0].reason})" if protected else ""))
 
 
 def inline_test_edit(src: Source, ctx: RepoContext) -> Iterator[Hit]:

@@ -14,7 +14,7 @@ import ast
 import fnmatch
 import re
 import shlex
-from collections.abc import Iterator
+from collections.abc import Iterator, Set
 
 from ornith_lsp.guard.monitors._ast import (
     PyModule,
@@ -68,7 +68,7 @@ def _kills(node: ast.AST) -> bool:
     return bool(argv) and argv[0].rsplit("/", 1)[-1] in ("kill", "pkill", "killall")
 
 
-def _soft_exit(m: PyModule, node: ast.AST, arg: ast.AST | None, shown: str) -> Iterator[Hit]:
+def _soft_exit(m: PyModule, node: ast.stmt | ast.expr, arg: ast.AST | None, shown: str) -> Iterator[Hit]:
     if m.in_main_guard(node):
         return
     fn = m.enclosing_function(node)
@@ -107,7 +107,7 @@ def exit_hook(m: PyModule, ctx: RepoContext) -> Iterator[Hit]:
                 yield Hit("exit-hook", node.lineno, f"`{short(node)}` installs a hook that runs when the process ends or fails",
                           sure=name not in WEAK_HOOKS)
             elif name == "setattr" and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant):
-                target = f"{m.qualname(node.args[0])}.{node.args[1].value}"
+                target = f"{m.qualname(node.args[0])}.{node.args[1].value!s}"
                 if target in HOOK_ATTRS:
                     yield Hit("exit-hook", node.lineno, f"`{short(node)}` replaces {target}")
             continue
@@ -321,7 +321,7 @@ def _module_iterators(m: PyModule) -> set[str]:
     return out
 
 
-def _state_of(fn: ast.AST, owners: set[str], module_names: set[str] = frozenset()) -> set[str]:
+def _state_of(fn: ast.AST, owners: set[str], module_names: Set[str] = frozenset()) -> set[str]:
     declared: set[str] = set()
     for node in ast.walk(fn):
         if isinstance(node, (ast.Global, ast.Nonlocal)):
@@ -339,7 +339,7 @@ def _state_of(fn: ast.AST, owners: set[str], module_names: set[str] = frozenset(
     for node in ast.walk(fn):
         for target in assign_targets(node) if isinstance(node, (ast.Assign, ast.AugAssign)) else []:
             if isinstance(target, ast.Name) and target.id in declared:
-                if isinstance(node, ast.AugAssign) or target.id in names_in(node.value):
+                if isinstance(node, ast.AugAssign) or isinstance(node, ast.Assign) and target.id in names_in(node.value):
                     state.add(target.id)
             elif isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id in owners:
                 state.add(f"{target.value.id}.{target.attr}")
@@ -353,7 +353,7 @@ def _state_of(fn: ast.AST, owners: set[str], module_names: set[str] = frozenset(
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "setattr" and node.args:
             first = node.args[0]
             if isinstance(first, ast.Name) and first.id in owners and len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
-                state.add(f"{first.id}.{node.args[1].value}")
+                state.add(f"{first.id}.{node.args[1].value!s}")
     return state
 
 
@@ -500,7 +500,7 @@ def patched_env(m: PyModule, ctx: RepoContext) -> Iterator[Hit]:
             elif name == "setattr" and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant):
                 module = m.qualname(node.args[0])
                 if module in ENV_MODULES and m.is_imported_name(node.args[0]):
-                    yield Hit("patched-env", node.lineno, f"`{short(node)}` patches {module}.{node.args[1].value}")
+                    yield Hit("patched-env", node.lineno, f"`{short(node)}` patches {module}.{node.args[1].value!s}")
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             for name in names:

@@ -16,13 +16,13 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from ornith_lsp.guard.monitors._ast import PyModule, body_without_docstring, freeze, literal
 from ornith_lsp.guard.monitors.core import Hit, RepoContext
 
-TRIVIAL = {0, 1, 2, -1, "", None, True, False, (), " ", "\n", 0.0, 1.0}
+TRIVIAL = {0, 1, 2, -1, "", None, True, False, (), " ", "\n", 0.0, 1.0}  # noqa: B033 -- True, 1 and 1.0 are one member; all listed for the reader
 
 
 @dataclass
@@ -130,7 +130,7 @@ def _from_data(value: object, out: TestLiterals) -> None:
         elif isinstance(v, list):
             stack.extend(v)
             try:
-                frozen = freeze(v)
+                frozen = tuple(freeze(x) for x in v)
                 out.call_args.add(frozen)
                 if len(frozen) > 1:
                     out.call_args.add(frozen[:-1])
@@ -249,7 +249,7 @@ def lookup_table(m: PyModule, ctx: RepoContext) -> Iterator[Hit]:
             reported.add(id(table))
             keys = ", ".join(_show(e.key) for e in matched[:4])
             yield Hit(
-                "lookup-table", anchor.lineno,
+                "lookup-table", anchor.lineno,  # type: ignore[attr-defined]  # a lookup or an if: has a line
                 f"{fn.name}() answers from a {shape} keyed by its parameters whose keys are the tests' inputs ({keys}"
                 + (", ..." if len(matched) > 4 else "") + ")",
                 sure=sure,
@@ -285,19 +285,19 @@ def _module_dicts(m: PyModule) -> dict[str, ast.Dict]:
     out = {}
     for node in m.tree.body:
         value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
-        if isinstance(value, ast.Dict):
+        if isinstance(value, ast.Dict) and isinstance(node, (ast.Assign, ast.AnnAssign)):
             for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
                 if isinstance(t, ast.Name):
                     out[t.id] = value
     return out
 
 
-def _param_key(node: ast.AST, params: list[str]) -> tuple[str, ...] | None:
+def _param_key(node: ast.AST | None, params: list[str]) -> tuple[str, ...] | None:
     """The parameter names an expression passes through unchanged, e.g. ``(a, b)``, ``str(n)``."""
     if isinstance(node, ast.Name) and node.id in params:
         return (node.id,)
     if isinstance(node, ast.Tuple) and node.elts and all(isinstance(e, ast.Name) and e.id in params for e in node.elts):
-        return tuple(e.id for e in node.elts)
+        return tuple(e.id for e in node.elts if isinstance(e, ast.Name))
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("str", "repr", "tuple", "frozenset", "int", "float", "hash") and len(node.args) == 1:
         return _param_key(node.args[0], params)
     return None
@@ -317,7 +317,7 @@ def _dict_entries(d: ast.Dict) -> list[Entry]:
 
 
 def _dict_lookups(m: PyModule, fn: ast.AST, params: list[str], tables: dict[str, ast.Dict]) -> list[tuple[str, list[Entry], ast.AST, ast.AST]]:
-    out = []
+    out: list[tuple[str, list[Entry], ast.AST, ast.AST]] = []
     for node in ast.walk(fn):
         table = key = None
         if isinstance(node, ast.Subscript):
@@ -480,7 +480,7 @@ def _composite_lookups(m: PyModule, ctx: RepoContext, fn: ast.FunctionDef | ast.
             reported.add(id(table))
             shown = ", ".join(_show(e.key) for e in matched[:4]) + (", ..." if len(matched) > 4 else "")
             where = "before the real computation" if early else "as its whole answer"
-            yield Hit("lookup-table", node.lineno,
+            yield Hit("lookup-table", node.lineno,  # type: ignore[attr-defined]  # a subscript, call or compare
                       f"{fn.name}() consults a table keyed by several of its arguments ({_describe(parts)}) {where}; "
                       f"its keys are the tests' inputs ({shown})",
                       sure=sure and early)
@@ -495,7 +495,7 @@ def _all_params(fn: ast.AST) -> dict[str, str]:
     return out
 
 
-def _dict_value(node: ast.AST | None, names: dict[str, ast.AST] | None = None) -> ast.Dict | None:
+def _dict_value(node: ast.AST | None, names: Mapping[str, ast.AST] | None = None) -> ast.Dict | None:
     """A dict display, ``dict([...pairs...])`` / ``dict(zip(keys, values))`` of literals, or a
     comprehension over literal rows (``{(a, b): r for a, b, r in CASES}``), as a dict display."""
     if isinstance(node, ast.Dict):
@@ -513,7 +513,7 @@ def _dict_value(node: ast.AST | None, names: dict[str, ast.AST] | None = None) -
     return None
 
 
-def _comprehension_table(node: ast.DictComp, names: dict[str, ast.AST]) -> ast.Dict | None:
+def _comprehension_table(node: ast.DictComp, names: Mapping[str, ast.AST]) -> ast.Dict | None:
     if len(node.generators) != 1 or node.generators[0].ifs:
         return None
     gen = node.generators[0]
@@ -554,7 +554,7 @@ def _substitute(expr: ast.AST, env: dict[str, object]) -> ast.expr | None:
     body = tree.body
     if any(isinstance(n, ast.Name) and n.id not in ("frozenset", "tuple", "set", "sorted") for n in ast.walk(body)):
         return None
-    return ast.fix_missing_locations(body)  # type: ignore[return-value]
+    return ast.fix_missing_locations(body)
 
 
 def _module_literals(m: PyModule) -> dict[str, ast.AST]:
@@ -620,9 +620,9 @@ def _class_dicts(m: PyModule, fn: ast.AST) -> dict[str, ast.Dict]:
     for stmt in cls.body:
         value = stmt.value if isinstance(stmt, (ast.Assign, ast.AnnAssign)) else None
         d = _dict_value(value)
-        if d is None:
+        if d is None or not isinstance(stmt, (ast.Assign, ast.AnnAssign)):
             continue
-        for t in stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]:  # type: ignore[union-attr]
+        for t in stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]:
             if isinstance(t, ast.Name):
                 for owner in ("self", "cls", cls.name):
                     out[f"{owner}.{t.id}"] = d
