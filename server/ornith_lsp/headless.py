@@ -122,7 +122,7 @@ class RunReport(BaseModel):
 
 def task_record(result: FixResult) -> TaskRecord:
     r = result.report
-    status: RecordStatus = r.status if r.status in ("fixed", "vetoed", "error", "interrupted") else "unfixed"  # type: ignore[assignment]
+    status: RecordStatus = r.status if r.status in ("fixed", "vetoed", "error", "interrupted") else "unfixed"
     t = result.task
     target = t.test_id or (f"{t.location.path}:{t.location.line}" if t.location else "")
     return TaskRecord(

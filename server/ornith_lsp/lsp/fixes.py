@@ -479,7 +479,7 @@ def roll_back(ls: OrnithServer, task_id: str) -> RollbackResult:
     state = ls.fixes.by_task.get(task_id)
     checkpoint = state.result.checkpoint_id if state and state.result else task_id
     if ls.root is None or checkpoint is None:
-        return {"rolledBack": False, "reason": "no checkpoint to roll back to"}
+        return RollbackResult(rolled_back=False, reason="no checkpoint to roll back to")
     try:
         done = rollback(ls.root, checkpoint)
     except WorkspaceError as exc:
