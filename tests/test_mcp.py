@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp import ClientSession, StdioServerParameters, stdio_client
-
 from agent_repos import CALC, git, make_repo, snapshot
 from conftest import alive, wait_until
+from mcp import ClientSession, StdioServerParameters, stdio_client
 from policy_double import ScriptedPolicyServer
 from test_agent_scripted import FINISH, GOOD_EDIT, PLAN, READ, STEP_DONE
 
@@ -74,13 +73,13 @@ def state(repo: Path) -> tuple[dict[str, bytes], str, str, str]:
             git(repo, "worktree", "list", "--porcelain"))
 
 
-def diff_of(repo: Path, changes: dict[str, str], where: Path) -> str:
-    """The diff `git diff` prints for ``changes``, made in a clone so the
-    user's tree is never touched."""
+def diff_of(repo: Path, changes: dict[str, str], where: Path, project: str = "") -> str:
+    """The diff `git diff --relative` prints in ``project`` for ``changes``
+    (paths relative to it), made in a clone so the user's tree is never touched."""
     subprocess.run(["git", "clone", "-q", str(repo), str(where)], check=True)
     for rel, text in changes.items():
-        (where / rel).write_text(text)
-    return git(where, "diff")
+        (where / project / rel).write_text(text)
+    return git(where / project, "diff", "--relative")
 
 
 @pytest.fixture
@@ -153,6 +152,23 @@ async def test_verify_patch_good_and_bad(repo, tmp_path):
     assert untargeted["verified"] and untargeted["graded"] == ["test_calc.py::test_mul"]
     assert "no test was named" in untargeted["reason"]
     assert state(repo) == before
+
+
+async def test_a_project_in_a_subfolder_of_its_repository(tmp_path):
+    """root is the project, diffs and test ids are the project's; the guard
+    still judges from the repository's top."""
+    top = make_repo(tmp_path / "mono", {"README.md": "two projects\n", **{f"pkg/{k}": v for k, v in CALC.items()}})
+    project = top / "pkg"
+    good = diff_of(top, HONEST, tmp_path / "clone", "pkg")
+    assert "--- a/calc.py" in good
+    before = state(top)
+    async with session(top) as client:
+        found = await call(client, "run_tests", root=str(project))
+        verified = await call(client, "verify_patch", root=str(project), diff=good, tests=["test_calc.py::test_add"])
+    assert [f["id"] for f in found["failures"]] == ["test_calc.py::test_add"] and found["passed"] == 1
+    assert verified["verified"], verified
+    assert verified["graded"] == ["pkg/test_calc.py::test_add", "pkg/test_calc.py::test_mul"]
+    assert state(top) == before
 
 
 async def test_fix_on_the_scripted_backend(repo):

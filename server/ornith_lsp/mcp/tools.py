@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from ornith_lsp import settings as settings_mod
-from ornith_lsp.agent.service import EventSink, FixService, TestRun, ignore, workspace_root
+from ornith_lsp.agent.service import (
+    EventSink,
+    FixService,
+    TestRun,
+    ignore,
+    workspace_root,
+)
 from ornith_lsp.mcp.models import (
     Failure,
     FixInput,
@@ -51,7 +57,9 @@ class Workbench:
         so an edited ornith.toml counts from the next call."""
         path = workspace_root(Path(root).expanduser() if root else self.home.resolve())
         settings = settings_mod.load(path, cli=self.cli)
-        service = self._services.setdefault(path, FixService(path, settings))
+        if path not in self._services:
+            self._services[path] = FixService(path, settings)
+        service = self._services[path]
         service.settings = settings
         service.backend = self._backend.backend
         return service
