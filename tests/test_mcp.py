@@ -247,15 +247,40 @@ class RawServer:
         assert json.loads(self.proc.stdout.readline())["result"]["serverInfo"]["name"] == "ornith-lsp"
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
-    def send(self, message: dict[str, Any]) -> None:
-        self.proc.stdin.write((json.dumps(message) + "\n").encode())
+    def send(self, message: dict[str, Any] | str) -> None:
+        line = message if isinstance(message, str) else json.dumps(message)
+        self.proc.stdin.write((line + "\n").encode())
         self.proc.stdin.flush()
+
+    def answer(self) -> dict[str, Any]:
+        return json.loads(self.proc.stdout.readline())
 
     def test_running(self) -> int:
         """Start run_tests on the slow test; the pid of the pytest process running it."""
         self.send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "run_tests", "arguments": {}}})
         assert wait_until(lambda: self.pidfile.exists() and self.pidfile.read_text(), timeout=60), "the test never ran"
         return int(self.pidfile.read_text())
+
+
+def test_lines_that_are_not_json_rpc_get_errors_and_the_server_goes_on(tmp_path):
+    server = RawServer(make_repo(tmp_path / "repo", CALC), tmp_path)
+    try:
+        server.send("{this is not json")
+        assert server.answer() == {"jsonrpc": "2.0", "id": None,
+                                   "error": {"code": -32700, "message": "Parse error: the line is not JSON"}}
+        server.send("[1, 2]")
+        assert server.answer()["error"]["code"] == -32600
+        server.send({"jsonrpc": "2.0", "id": 5, "method": "no/such/method"})
+        assert server.answer() == {"jsonrpc": "2.0", "id": 5,
+                                   "error": {"code": -32601, "message": "Method not found", "data": "no/such/method"}}
+        server.send({"jsonrpc": "2.0", "id": 6, "method": "tools/list"})
+        assert [t["name"] for t in server.answer()["result"]["tools"]] == TOOLS
+        server.proc.stdin.close()
+        assert server.proc.wait(timeout=20) == 0
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait()
 
 
 @pytest.mark.parametrize("ending", ["stdin closed", "SIGTERM"])

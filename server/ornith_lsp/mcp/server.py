@@ -16,9 +16,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from mcp import types
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
+from mcp.types.jsonrpc import INVALID_REQUEST, PARSE_ERROR
 from pydantic import BaseModel, ValidationError
 
 from ornith_lsp import settings as settings_mod
@@ -170,11 +173,55 @@ def build(bench: Workbench) -> Server:
                   on_list_tools=front.list_tools, on_call_tool=front.call_tool)
 
 
+class AnswerBadLines:
+    """The SDK drops a line that is no JSON-RPC message; JSON-RPC asks for an
+    error response (id null), so the client learns its line went nowhere."""
+
+    def __init__(self, read: Any, write: Any) -> None:
+        self._read, self._write = read, write
+
+    @property
+    def last_context(self) -> Any:
+        return getattr(self._read, "last_context", None)
+
+    async def receive(self) -> Any:
+        while True:
+            item = await self._read.receive()
+            if not isinstance(item, Exception):
+                return item
+            await self._write.send(SessionMessage(bad_line(item)))
+
+    def __aiter__(self) -> AnswerBadLines:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        await self._read.aclose()
+
+    async def __aenter__(self) -> AnswerBadLines:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def bad_line(exc: Exception) -> types.JSONRPCError:
+    unreadable = isinstance(exc, ValidationError) and any(e["type"] == "json_invalid" for e in exc.errors())
+    code, what = (PARSE_ERROR, "Parse error: the line is not JSON") if unreadable else (
+        INVALID_REQUEST, "Invalid Request: the line is not a JSON-RPC 2.0 message")
+    return types.JSONRPCError(jsonrpc="2.0", id=None, error=types.ErrorData(code=code, message=what))
+
+
 async def serve(bench: Workbench) -> None:
     """Until the client closes stdin; the backend stops with it."""
     server = build(bench)
     try:
         async with stdio_server() as (read, write):
-            await server.run(read, write, server.create_initialization_options())
+            await server.run(AnswerBadLines(read, write), write, server.create_initialization_options())
     finally:
         await bench.close()
