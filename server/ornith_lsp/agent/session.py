@@ -217,9 +217,10 @@ def top_level_diff(shadow: Shadow) -> str:
 async def guard_change(shadow: Shadow, diff: str, guard_task: dict[str, Any] | None, settings: Settings,
                        judge: Judge | None) -> Verdict:
     """Every layer of the guard on the shadow's change (``diff``, from the
-    repository's top), graded in a pristine checkout of its checkpoint: the
-    tests the change could have edited are the ones it found.  Raises
-    GuardError when no verdict can be given."""
+    repository's top), graded in a pristine checkout of its checkpoint, so a
+    test file the change edited runs as it was.  The fix's own verification
+    and a patch from elsewhere both come here.  Raises GuardError when no
+    verdict can be given."""
     g = settings.guard
     async with pristine(shadow) as base:
         return await acheck_diff(base, diff, guard_task, judge=judge, judge_mode=g.judge,
