@@ -188,9 +188,22 @@ async def test_fix_on_the_scripted_backend(repo):
     assert "+    return a + b" in fixed["diff"] and "--- a/calc.py" in fixed["diff"]
     assert fixed["verdict"]["allowed"] and fixed["task"].endswith("test_calc.py::test_add")
     assert steps and steps[0] == "1/3 read calc.py", steps
-    assert state(repo)[:3] == before[:3]
+    assert state(repo) == before
     applies = subprocess.run(["git", "apply", "--check", "-"], cwd=repo, input=fixed["diff"], text=True, capture_output=True)
     assert applies.returncode == 0, f"the patch does not apply to the user's tree: {applies.stderr}"
+
+
+async def test_fix_a_problem_at_a_place(repo):
+    """A task given as file, line and message (a diagnostic another tool
+    reported): fixed and verified against the tests that passed before."""
+    before = state(repo)
+    with ScriptedPolicyServer(FIXING) as policy:
+        async with session(repo, "--backend", "remote", "--endpoint", policy.url, "--model", "scripted") as client:
+            fixed = await call(client, "fix", root=str(repo), file=str(repo / "calc.py"), line=2,
+                               message="add() subtracts its arguments")
+    assert fixed["verified"] and "+    return a + b" in fixed["diff"], fixed
+    assert fixed["task"].startswith("fix calc.py:2")
+    assert state(repo) == before
 
 
 async def test_fix_needs_a_task_and_a_backend(repo):
