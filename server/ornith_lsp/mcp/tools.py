@@ -96,12 +96,12 @@ class Workbench:
         if not args.test_id and not (args.file and args.message):
             raise Refusal("name the task: test_id (a failing test, as run_tests gives it), "
                           "or file and message (and line) of a problem")
-        found = await service.collect()
         if args.test_id:
-            return failing_test(found, args.test_id)
+            return failing_test(await service.collect(), args.test_id)
         path = inside(service.workspace, args.file or "")
         if not (service.workspace / path).is_file():
             raise Refusal(f"{args.file}: no such file in {service.workspace}")
+        await service.collect()
         return Task(source="diagnostic", title=f"fix {path}:{args.line or 1}: {(args.message or '')[:60]}",
                     message=args.message or "", location=Location(path=path, line=args.line or 1))
 
