@@ -105,6 +105,7 @@ async def test_code_action_fix_diff_and_versioned_apply(editor: LanguageClient):
 
     actions = await ask()
     assert len(actions) == 1 and actions[0]["title"].startswith("Ornith: fix") and actions[0]["kind"] == "quickfix"
+    assert actions[0]["tags"] == [types.CodeActionTag.LlmGenerated.value], "LSP 3.18: marked as the model's"
     finished = asyncio.ensure_future(editor.wait_for_notification("ornith/fixDone"))
     planned = asyncio.ensure_future(editor.wait_for_notification("ornith/plan"))
     stepped = asyncio.ensure_future(editor.wait_for_notification("ornith/step"))
@@ -119,6 +120,7 @@ async def test_code_action_fix_diff_and_versioned_apply(editor: LanguageClient):
 
     actions = await ask()
     apply_action = next(a for a in actions if a["title"].startswith("Ornith: apply verified fix"))
+    assert all(a["tags"] == [types.CodeActionTag.LlmGenerated.value] for a in actions)
     change = apply_action["edit"]["documentChanges"][0]
     assert change["textDocument"] == {"uri": uri, "version": 1}
     assert "".join(e["newText"] for e in change["edits"]).strip() == "+"

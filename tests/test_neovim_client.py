@@ -41,6 +41,7 @@ from test_agent_scripted import FINISH, GOOD_EDIT, PLAN, READ, STEP_DONE
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = ROOT / "clients" / "neovim"
 INIT = Path(__file__).resolve().parent / "nvim" / "init.lua"
+ENABLE_INIT = Path(__file__).resolve().parent / "nvim" / "enable.lua"
 SERVER_CMD = [sys.executable, "-m", "ornith_lsp", "serve"]
 FIX_ANSWERS = [PLAN, READ, STEP_DONE, GOOD_EDIT, STEP_DONE, FINISH]
 
@@ -68,17 +69,18 @@ def _children(pid: int) -> set[int]:
 class Neovim:
     """One embedded Neovim with the plugin set up, plus the helpers the tests share."""
 
-    def __init__(self, cwd: Path, settings: dict[str, Any], *, state: Path, columns: int = 100, lines: int = 30):
+    def __init__(self, cwd: Path, settings: dict[str, Any], *, state: Path, columns: int = 100, lines: int = 30,
+                 init: Path = INIT, env: dict[str, str] | None = None):
         # pynvim's child inherits os.environ; XDG_STATE_HOME keeps Neovim's lsp.log
         # and the server's backend logs in the test's own directory.
         self.state = state
         extra = {"OLSP_NVIM_SETUP": json.dumps({"rtp": str(PLUGIN), "cmd": SERVER_CMD, "settings": settings}),
-                 "XDG_STATE_HOME": str(state)}
+                 "XDG_STATE_HOME": str(state), **(env or {})}
         saved = {k: os.environ.get(k) for k in extra}
         os.environ.update(extra)
         try:
             self.nvim = pynvim.attach("child", argv=[find_nvim(), "--embed", "--headless", "--clean", "-i", "NONE",
-                                                     "-u", str(INIT)])
+                                                     "-u", str(init)])
         finally:
             for k, v in saved.items():
                 if v is None:
@@ -149,8 +151,8 @@ class Neovim:
 
 
 @contextlib.contextmanager
-def neovim(cwd: Path, settings: dict[str, Any]) -> Iterator[Neovim]:
-    editor = Neovim(cwd, settings, state=cwd.parent / "state")
+def neovim(cwd: Path, settings: dict[str, Any], **options: Any) -> Iterator[Neovim]:
+    editor = Neovim(cwd, settings, state=cwd.parent / "state", **options)
     try:
         yield editor
     finally:
@@ -365,6 +367,31 @@ def test_fix_tests_apply_and_rollback(tmp_path):
         nv.wait("vim.api.nvim_buf_get_lines(0, 1, 2, false)[1] == '    return a - b'", "the rolled-back buffer")
         assert (repo / "calc.py").read_text() == CALC["calc.py"]
         assert "rolled back" in " ".join(nv.lua("return _G.notes"))
+
+
+def test_enable_without_setup(tmp_path):
+    """Neovim >= 0.11's own way: clients/neovim/lsp/ornith.lua on 'runtimepath'
+    and ``vim.lsp.enable("ornith")`` -- no setup() -- start ``ornith-lsp serve``
+    from PATH for a Python buffer under a root marker, with the plugin's
+    handlers.  The backend is the ScriptedPolicyServer TEST DOUBLE (ornith.toml)."""
+    script = Path(sys.executable).parent / "ornith-lsp"
+    assert script.exists(), f"{script} is missing: install the package (pip install -e .)"
+    with ScriptedPolicyServer(FIX_ANSWERS) as policy:
+        repo = make_repo(tmp_path / "repo", {**CALC, "ornith.toml": (
+            f'[backend]\nkind = "remote"\nendpoint = "{policy.url}"\nmodel = "scripted"\n')})
+        path = f"{script.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        with neovim(repo, {}, init=ENABLE_INIT, env={"PATH": path}) as nv:
+            assert nv.lua("return require('ornith').configured") is None, "setup() was not called"
+            nv.nvim.command("edit calc.py")
+            client_id = nv.attached()
+            config = nv.lua("local c = vim.lsp.get_client_by_id(...); return { c.config.cmd, c.root_dir, "
+                            "c.config.filetypes, c.config.handlers['ornith/fixDone'] ~= nil }", client_id)
+            assert config == [["ornith-lsp", "serve"], str(repo), ["python"], True]
+            assert wait_until(lambda: nv.execute("ornith.backendStatus").get("health") == "ok", timeout=30), \
+                nv.execute("ornith.backendStatus")
+            assert nv.execute("ornith.backendStatus")["kind"] == "remote", "ornith.toml in the root was read"
+            nv.nvim.command("edit README.txt")
+            assert nv.lua("return #vim.lsp.get_clients({ name = 'ornith', bufnr = 0 })") == 0
 
 
 def test_embedded_backend_attach_status_and_health(tmp_path, no_new_llama_servers):

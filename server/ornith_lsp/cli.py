@@ -1,7 +1,7 @@
-"""Command line: ``serve`` for editors, ``doctor`` to explain the backend
-choice, ``chat`` for a one-shot request through the same client, ``pull`` to
-fetch weights (the only command that downloads anything), ``guard check`` (the
-guard package's own command, wired in here).
+"""Command line: ``serve`` for editors, ``mcp`` for other agents, ``doctor``
+to explain the backend choice, ``chat`` for a one-shot request through the
+same client, ``pull`` to fetch weights (the only command that downloads
+anything), ``guard check`` (the guard package's own command, wired in here).
 
 Exit codes: 0 success, 2 a usage, settings or backend error (one clear line
 on stderr, never a traceback); ``guard check`` also 1 when it blocks a diff.
@@ -19,6 +19,7 @@ import os
 import shlex
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,21 +77,15 @@ def _fail(message: str) -> int:
 
 
 # -- serve ------------------------------------------------------------------------------
-def cmd_serve(args: argparse.Namespace) -> int:
+def _reap_on_exit(kill_backend: Callable[[], None]) -> Callable[[], None]:
+    """Everything a server started goes with it -- the backend, test and
+    linter runs of fixes still going, their shadow worktrees -- at exit, on
+    SIGTERM and on SIGHUP.  Returns the reaper, for the server's own end."""
     from ornith_lsp import procs
-    from ornith_lsp.lsp.server import build
-
-    cli_layer = _cli_layer(args)
-    settings_mod.load(args.root, cli=cli_layer)  # fail early on bad flags
-    server = build(cli_layer)
+    from ornith_lsp.workspace import leftovers
 
     def _reap(*_: Any) -> None:
-        """Everything this server started goes with it: the backend, test and
-        linter runs of fixes still going, and their shadow worktrees."""
-        from ornith_lsp.workspace import leftovers
-
-        if server.backend is not None:
-            server.backend.kill_now()
+        kill_backend()
         procs.kill_all_groups()
         leftovers.remove_tracked()
 
@@ -104,6 +99,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     atexit.register(_reap)
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGHUP, _on_sigterm)
+    return _reap
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ornith_lsp import procs
+    from ornith_lsp.lsp.server import build
+
+    cli_layer = _cli_layer(args)
+    settings_mod.load(args.root, cli=cli_layer)  # fail early on bad flags
+    server = build(cli_layer)
+    reap = _reap_on_exit(lambda: server.backend.kill_now() if server.backend is not None else None)
     try:
         if args.tcp:
             if procs.port_in_use(args.host, args.port):
@@ -112,7 +118,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         else:
             server.start_io()
     finally:
-        _reap()
+        reap()
+    return 0
+
+
+# -- mcp --------------------------------------------------------------------------------
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """The MCP server on stdio, until the client closes it; what it started goes with it."""
+    from ornith_lsp.mcp.server import serve
+    from ornith_lsp.mcp.tools import Workbench
+
+    bench = Workbench(args.root, _cli_layer(args))  # reads the settings: bad flags fail here
+    reap = _reap_on_exit(bench.kill_now)
+    try:
+        asyncio.run(serve(bench))
+    finally:
+        reap()
     return 0
 
 
@@ -343,6 +364,10 @@ def parser() -> argparse.ArgumentParser:
     _add_setting_flags(serve)
     serve.set_defaults(func=cmd_serve)
 
+    mcp = sub.add_parser("mcp", help="serve the verifier to other agents over MCP (stdio)")
+    _add_setting_flags(mcp)
+    mcp.set_defaults(func=cmd_mcp)
+
     doctor = sub.add_parser("doctor", help="say which backend would be used, and why")
     doctor.add_argument("--json", action="store_true")
     doctor.add_argument("--hardware", type=Path, help="read nvidia-smi CSV from this file instead of running it")
@@ -422,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     original = sys.stdout
-    if args.command != "serve":  # serve's stdout is the protocol's, left alone
+    if args.command not in ("serve", "mcp"):  # their stdout is the protocol's, left alone
         sys.stdout = _ClosedPipeTolerant(original)
     try:
         code = args.func(args)

@@ -36,7 +36,7 @@ from ornith_lsp.agent.events import (
 from ornith_lsp.agent.report import Candidate, Report, Turn
 from ornith_lsp.agent.scaffold import Scaffold
 from ornith_lsp.agent.recheck import recheck
-from ornith_lsp.agent.session import FixResult, fix
+from ornith_lsp.agent.session import FixResult, PatchCheck, check_patch, fix
 from ornith_lsp.backends.plans import PlanError
 from ornith_lsp.backends.runtime import Backend, BackendUnavailable, make_plan
 from ornith_lsp.backends.runtime import EventSink as BackendEventSink
@@ -48,13 +48,16 @@ from ornith_lsp.tasks.pytest_report import run_tests, tasks_from_results
 from ornith_lsp.tasks.runners import TestsCannotRun
 from ornith_lsp.workspace import Shadow, diffs, leftovers
 from ornith_lsp.workspace.checkpoints import prune_checkpoints
+from ornith_lsp.workspace.diffs import PatchError
+from ornith_lsp.workspace.repo import WorkspaceError, open_repo
 
 Progress = Callable[[str], None]
 
 # what a front end needs of the agent, all from here: the service, its results and its events
 __all__ = ["BackendUnavailable", "Candidate", "CandidateEvent", "DoneEvent", "DoneStatus", "Event", "EventSink",
-           "FixResult", "FixService", "PlanError", "PlanEvent", "Report", "Scaffold", "StepEvent", "StrategyEvent",
-           "TestRun", "TestsCannotRun", "ToolEvent", "Turn", "VerifyEvent", "wire"]
+           "FixResult", "FixService", "PatchCheck", "PatchError", "PlanError", "PlanEvent", "Report", "Scaffold",
+           "StepEvent", "StrategyEvent", "TestRun", "TestsCannotRun", "ToolEvent", "Turn", "VerifyEvent",
+           "WorkspaceError", "ignore", "wire", "workspace_root"]
 
 
 class TestRun(BaseModel):
@@ -239,6 +242,26 @@ class FixService:
         return await recheck(result, root=self.workspace, settings=settings, overlays=current,
                              baseline=self.baseline, judge=judge)
 
+    async def check_patch(self, diff: str, tests: Sequence[str] = ()) -> PatchCheck:
+        """The guard on someone else's diff, in a shadow of the workspace as it
+        is: ``tests`` (the project's test ids) graded on pristine tests, no
+        baseline run.  Raises PatchError or GuardError saying why no verdict."""
+        if self._command is None and self.language() == "python":
+            await self.test_command()
+        return await check_patch(diff, root=self.workspace, settings=self.fix_settings(), tests=tests,
+                                 judge=self.judge())
+
+    async def verify_patch(self, diff: str, tests: Sequence[str] = (), *,
+                           progress: Progress = lambda _: None) -> PatchCheck:
+        """Someone else's diff, verified as a fix is: the tests run first for
+        the regression baseline, then the guard grades ``tests`` and every
+        test that passed before on pristine tests, in a shadow."""
+        found = await self.collect(progress=progress)
+        if found.problem is not None and found.problem.kind in ("cannot-start", "no-pytest", "no-report"):
+            raise TestsCannotRun(found.problem.line())  # grading would fail the same way
+        return await check_patch(diff, root=self.workspace, settings=self.fix_settings(), tests=tests,
+                                 baseline=self.baseline, judge=self.judge())
+
     async def lay(self, result: FixResult, overlays: dict[str, str]) -> None:
         """Lay a verified fix over ``overlays``, so the next task of a run
         starts from it and the fixes never conflict."""
@@ -257,3 +280,14 @@ def changed_texts(root: Path, diff: str, overlays: dict[str, str]) -> dict[str, 
         return file.read_text(encoding="utf-8") if file.is_file() else None
 
     return {path: text or "" for path, text in diffs.apply(diffs.parse(diff), read).items()}
+
+
+def workspace_root(path: Path) -> Path:
+    """``path`` as a workspace root: an existing folder inside a git work tree
+    (the shadows and checkpoints need git), resolved; WorkspaceError says why not."""
+    if not path.is_absolute():
+        raise WorkspaceError(f"{path}: give the workspace root as an absolute path")
+    if not path.is_dir():
+        raise WorkspaceError(f"{path} is not a directory" if path.exists() else f"{path} does not exist")
+    open_repo(path)
+    return path.resolve()

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from ornith_lsp.agent.edits import EditFormat
 from ornith_lsp.agent.localize import locate
 from ornith_lsp.agent.loop import EventSink, Loop
@@ -29,13 +31,15 @@ from ornith_lsp.guard.boundary import Boundary
 from ornith_lsp.guard.check import acheck_diff
 from ornith_lsp.guard.judge import Judge
 from ornith_lsp.guard.task import GuardTask
-from ornith_lsp.guard.verdict import GuardError
+from ornith_lsp.guard.verdict import GuardError, Verdict
 from ornith_lsp.llm.client import ChatClient
 from ornith_lsp.settings import Settings
 from ornith_lsp.tasks import Task, polyglot_linters, runners
 from ornith_lsp.tasks.linters import run_mypy, run_ruff
 from ornith_lsp.tasks.pytest_report import run_tests
 from ornith_lsp.workspace import Shadow, leftovers
+from ornith_lsp.workspace.diffs import PatchError
+from ornith_lsp.workspace.edits import apply_to_tree
 from ornith_lsp.workspace.repo import run_git
 
 EMBEDDED_NAMES = {m.name for m in EMBEDDED_MODELS.values()}
@@ -208,6 +212,71 @@ def top_level_diff(shadow: Shadow) -> str:
     return out.decode("utf-8", "replace")  # type: ignore[union-attr]
 
 
+async def guard_change(shadow: Shadow, diff: str, guard_task: dict[str, Any] | None, settings: Settings,
+                       judge: Judge | None) -> Verdict:
+    """Every layer of the guard on the shadow's change (``diff``, from the
+    repository's top), graded in a pristine checkout of its checkpoint, so a
+    test file the change edited runs as it was.  The fix's own verification
+    and a patch from elsewhere both come here.  Raises GuardError when no
+    verdict can be given."""
+    g = settings.guard
+    async with pristine(shadow) as base:
+        return await acheck_diff(base, diff, guard_task, judge=judge, judge_mode=g.judge,
+                                 extra_protected=g.protected, unprotected=g.unprotected,
+                                 allow_new_tests=g.allow_new_tests, timeout_s=settings.agent.test_timeout_s,
+                                 test_command=settings.agent.test_command)
+
+
+class PatchCheck(BaseModel):
+    """A change made elsewhere, judged like a fix: verified when the guard
+    allows it and at least one test stood behind it."""
+
+    verified: bool
+    reason: str
+    verdict: dict[str, Any] = Field(description="the guard's verdict (Verdict.to_dict())")
+    graded: list[str] = Field(default_factory=list, description=(
+        "the tests that had to pass on pristine test files, from the repository's top: the named ones, then the baseline"))
+
+
+def _patch_task(tests: Sequence[str], baseline: Sequence[str], prefix: str) -> dict[str, Any] | None:
+    """The guard's task for an outside change: the named tests, then every test
+    that passed before, from the repository's top; None grades nothing."""
+    named = ["/".join(p for p in (prefix, t) if p) for t in tests]
+    before = ["/".join(p for p in (prefix, t) if p) for t in baseline]
+    graded = list(dict.fromkeys(named + before[:MAX_REGRESSION_TESTS]))
+    return {"kind": "test", "tests": graded} if graded else None
+
+
+async def check_patch(diff: str, *, root: Path, settings: Settings, tests: Sequence[str] = (),
+                      baseline: Sequence[str] = (), judge: Judge | None = None) -> PatchCheck:
+    """Someone else's diff (root-relative, as ``git diff --relative`` prints
+    it) through the verification a fix gets: laid exactly on a shadow of the
+    workspace as it is, never on the user's files, then the guard with
+    ``tests`` and the ``baseline`` graded on pristine tests.  Raises
+    PatchError when the diff does not apply, GuardError when no verdict can be
+    given."""
+    async with await Shadow.create(root, label="check a patch") as shadow:
+        await _off_loop(apply_to_tree, diff, shadow.path)
+        change = await _off_loop(top_level_diff, shadow)
+        if not change.strip():
+            raise PatchError("the diff changes nothing in the workspace")
+        task = _patch_task(tests, baseline, shadow.repo.prefix)
+        verdict = await guard_change(shadow, change, task, settings, judge)
+    graded = list(task["tests"]) if task else []
+    return PatchCheck(verified=verdict.allowed and bool(graded), verdict=verdict.to_dict(), graded=graded,
+                      reason=_patch_reason(verdict, len(set(tests)), len(graded) - len(set(tests))))
+
+
+def _patch_reason(verdict: Verdict, named: int, before: int) -> str:
+    if not verdict.allowed:
+        return verdict.for_model()
+    if not named and not before:
+        return "the guard allows it, but no test stands behind it: none was named and none passed before"
+    said = [f"the {named} named test(s) pass" if named else "no test was named",
+            f"the {before} test(s) that passed before still pass" if before else "no test passed before"]
+    return f"verified: {' and '.join(said)} on pristine test files; the guard found nothing to block"
+
+
 async def fix(task: Task, *, root: Path, llm: ChatClient, settings: Settings, context_length: int,
               overlays: dict[str, str] | None = None, baseline: Sequence[str] = (),
               judge: Judge | None = None, on_event: EventSink | None = None,
@@ -240,12 +309,7 @@ async def fix(task: Task, *, root: Path, llm: ChatClient, settings: Settings, co
             if not diff.strip():
                 return Verification(ok=False, summary="no change was made")
             try:
-                async with pristine(shadow) as base:
-                    verdict = await acheck_diff(base, diff, guard_task, judge=judge, judge_mode=g.judge,
-                                                extra_protected=g.protected, unprotected=g.unprotected,
-                                                allow_new_tests=g.allow_new_tests,
-                                                timeout_s=settings.agent.test_timeout_s,
-                                                test_command=settings.agent.test_command)
+                verdict = await guard_change(shadow, diff, guard_task, settings, judge)
             except GuardError as exc:
                 return Verification(ok=False, summary=f"the guard could not judge the change: {exc}")
             result.verdict = verdict.to_dict()

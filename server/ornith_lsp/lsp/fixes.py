@@ -168,6 +168,8 @@ def code_actions(ls: OrnithServer, params: types.CodeActionParams) -> list[types
         actions.append(types.CodeAction(
             title=task.title, kind=types.CodeActionKind.QuickFix, diagnostics=[diag],
             command=types.Command(title=task.title, command="ornith.fix", arguments=[task.model_dump(mode="json")])))
+    for action in actions:  # LSP 3.18: an editor may mark what a model wrote or will write
+        action.tags = [types.CodeActionTag.LlmGenerated]
     return actions
 
 
