@@ -212,7 +212,7 @@ def top_level_diff(shadow: Shadow) -> str:
     return out.decode("utf-8", "replace")  # type: ignore[union-attr]
 
 
-async def guard_change(shadow: Shadow, diff: str, guard_task: dict[str, Any] | None, settings: Settings,
+async def guard_change(shadow: Shadow, diff: str, guard_task: GuardTask | None, settings: Settings,
                        judge: Judge | None) -> Verdict:
     """Every layer of the guard on the shadow's change (``diff``, from the
     repository's top), graded in a pristine checkout of its checkpoint, so a
@@ -238,13 +238,13 @@ class PatchCheck(BaseModel):
         "the tests that had to pass on pristine test files, from the repository's top: the named ones, then the baseline"))
 
 
-def _patch_task(tests: Sequence[str], baseline: Sequence[str], prefix: str) -> dict[str, Any] | None:
+def _patch_task(tests: Sequence[str], baseline: Sequence[str], prefix: str) -> GuardTask | None:
     """The guard's task for an outside change: the named tests, then every test
     that passed before, from the repository's top; None grades nothing."""
     named = ["/".join(p for p in (prefix, t) if p) for t in tests]
     before = ["/".join(p for p in (prefix, t) if p) for t in baseline]
     graded = list(dict.fromkeys(named + before[:MAX_REGRESSION_TESTS]))
-    return {"kind": "test", "tests": graded} if graded else None
+    return GuardTask(kind="test", tests=graded) if graded else None
 
 
 async def check_patch(diff: str, *, root: Path, settings: Settings, tests: Sequence[str] = (),
@@ -262,7 +262,7 @@ async def check_patch(diff: str, *, root: Path, settings: Settings, tests: Seque
             raise PatchError("the diff changes nothing in the workspace")
         task = _patch_task(tests, baseline, shadow.repo.prefix)
         verdict = await guard_change(shadow, change, task, settings, judge)
-    graded = list(task["tests"]) if task else []
+    graded = list(task.tests or []) if task else []
     return PatchCheck(verified=verdict.allowed and bool(graded), verdict=verdict.to_dict(), graded=graded,
                       reason=_patch_reason(verdict, len(set(tests)), len(graded) - len(set(tests))))
 
