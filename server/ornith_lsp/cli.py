@@ -1,4 +1,4 @@
-"""Command line: ``serve`` for editors, ``doctor`` to explain the backend
+"""Command line: ``serve`` for editors, ``acp`` for editors' agent panels, ``doctor`` to explain the backend
 choice, ``chat`` for a one-shot request through the same client, ``pull`` to
 fetch weights (the only command that downloads anything), ``guard check`` (the
 guard package's own command, wired in here).
@@ -110,6 +110,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         _reap()
     return 0
+
+
+# -- acp --------------------------------------------------------------------------------
+def cmd_acp(args: argparse.Namespace) -> int:
+    """The Agent Client Protocol on stdio; each session's workspace is its
+    ``cwd``, whose ``ornith.toml`` the flags here override."""
+    from ornith_lsp.acp import serve
+
+    cli_layer = _cli_layer(args)
+    settings_mod.load(args.root, cli=cli_layer)  # fail early on bad flags
+    return serve.main(cli_layer)
 
 
 # -- doctor -----------------------------------------------------------------------------
@@ -330,6 +341,10 @@ def parser() -> argparse.ArgumentParser:
     _add_setting_flags(serve)
     serve.set_defaults(func=cmd_serve)
 
+    acp = sub.add_parser("acp", help="run as an Agent Client Protocol agent on stdio (Zed, JetBrains, Neovim, Emacs)")
+    _add_setting_flags(acp)
+    acp.set_defaults(func=cmd_acp)
+
     doctor = sub.add_parser("doctor", help="say which backend would be used, and why")
     doctor.add_argument("--json", action="store_true")
     doctor.add_argument("--hardware", type=Path, help="read nvidia-smi CSV from this file instead of running it")
@@ -409,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     original = sys.stdout
-    if args.command != "serve":  # serve's stdout is the protocol's, left alone
+    if args.command not in ("serve", "acp"):  # their stdout is the protocol's, left alone
         sys.stdout = _ClosedPipeTolerant(original)  # type: ignore[assignment]
     try:
         code = args.func(args)

@@ -37,6 +37,7 @@ from ornith_lsp.agent.scaffold import Scaffold
 from ornith_lsp.agent.recheck import recheck
 from ornith_lsp.agent.session import FixResult, fix
 from ornith_lsp.backends.runtime import Backend, BackendUnavailable, make_plan
+from ornith_lsp.backends.planner import PlanError
 from ornith_lsp.backends.runtime import EventSink as BackendEventSink
 from ornith_lsp.guard.judge import Judge, judge_for
 from ornith_lsp.settings import Settings
@@ -50,9 +51,9 @@ from ornith_lsp.workspace.checkpoints import prune_checkpoints
 Progress = Callable[[str], None]
 
 # what a front end needs of the agent, all from here: the service, its results and its events
-__all__ = ["BackendUnavailable", "CandidateEvent", "DoneEvent", "Event", "EventSink", "FixResult", "FixService",
-           "PlanEvent", "Report", "Scaffold", "StepEvent", "StrategyEvent", "TestRun", "TestsCannotRun", "ToolEvent",
-           "VerifyEvent", "wire"]
+__all__ = ["Backend", "BackendUnavailable", "CandidateEvent", "DoneEvent", "Event", "EventSink", "FixResult",
+           "FixService", "PlanError", "PlanEvent", "Report", "Scaffold", "StepEvent", "StrategyEvent", "TestRun",
+           "TestsCannotRun", "ToolEvent", "VerifyEvent", "wire"]
 
 
 class TestRun(BaseModel):
