@@ -22,23 +22,25 @@ from acp import PROTOCOL_VERSION, RequestError, spawn_agent_process, text_block
 from acp.schema import (
     AgentMessageChunk,
     AgentPlanUpdate,
+    AgentThoughtChunk,
     AllowedOutcome,
     ClientCapabilities,
-    DeniedOutcome,
     FileSystemCapabilities,
     ReadTextFileResponse,
     RequestPermissionResponse,
-    ResourceContentBlock,
     ToolCallProgress,
     ToolCallStart,
     UsageUpdate,
     WriteTextFileResponse,
 )
+from ornith_lsp.acp import intent, wire
+from ornith_lsp.agent.session import _guard_task
+from ornith_lsp.tasks import Task
 
 from agent_repos import CALC, git, make_repo, snapshot
 from conftest import alive, wait_until
 from policy_double import ScriptedPolicyServer
-from test_agent_scripted import BAD_EDIT, FINISH, GOOD_EDIT, PLAN, READ, STEP_DONE
+from test_agent_scripted import FINISH, GOOD_EDIT, PLAN, READ, STEP_DONE
 
 FIXING = [PLAN, READ, STEP_DONE, GOOD_EDIT, STEP_DONE, FINISH]
 FIXED_CALC = CALC["calc.py"].replace("a - b", "a + b")
@@ -52,6 +54,54 @@ SLOW_TEST = {"test_slow.py": "import time\n\n\ndef test_slow():\n    time.sleep(
 pytestmark = pytest.mark.timeout(240)
 
 
+# -- pure parts -------------------------------------------------------------------------
+@pytest.mark.parametrize(("text", "kind", "tests", "files", "linters"), [
+    ("fix the failing tests", "tests", [], [], []),
+    ("Make the tests pass", "tests", [], [], []),
+    ("Fix test_add", "tests", ["test_add"], [], []),
+    ("fix test_calc.py::test_add please", "tests", ["test_calc.py::test_add"], [], []),
+    ("fix calc.py", "findings", [], ["calc.py"], []),
+    ("fix test_calc.py", "findings", [], ["test_calc.py"], []),
+    ("fix the mypy errors in calc.py", "findings", [], ["calc.py"], ["mypy"]),
+    ("fix E501", "findings", [], [], ["ruff"]),
+    ("add a --verbose flag; test_cli_verbose should pass", "request", ["test_cli_verbose"], [], []),
+    ("rename add to plus", "request", [], [], []),
+])
+def test_a_prompt_is_read_into_tests_findings_or_a_request(text, kind, tests, files, linters):
+    reading = intent.read_prompt(text, ["calc.py", "test_calc.py", "src/util.py"])
+    assert (reading.kind, reading.tests, reading.files, reading.linters) == (kind, tests, files, linters)
+    assert reading.goal == text
+
+
+def test_named_tests_resolve_to_node_ids_and_a_request_is_graded_on_them_and_the_baseline():
+    known = ["t.py::test_add", "t.py::test_mul[1]", "t.py::test_mul[2]"]
+    assert intent.resolve(["test_add", "test_mul", "t.py::test_new", "test_gone"], known) == (
+        ["t.py::test_add", "t.py::test_mul[1]", "t.py::test_mul[2]", "t.py::test_new"], ["test_gone"])
+    task = intent.request_task(intent.read_prompt("document add; test_add must pass"), ["t.py::test_add"])
+    assert task.source == "request" and task.graded_by_tests and task.message.startswith("document add")
+    graded = _guard_task(task, ["t.py::test_mul[1]", "t.py::test_add"], prefix="proj")
+    assert graded == {"kind": "test", "tests": ["proj/t.py::test_add", "proj/t.py::test_mul[1]"]}
+    assert Task(source="test", title="t", message="m").tests is None  # other tasks are as they were
+
+
+@pytest.mark.parametrize(("line", "code"), [
+    (b"not json", -32700), (b"\xff\xfe", -32700), (b"[1]", -32600), (b"42", -32600), (b"{}", -32600),
+    (b'{"id": [1], "method": "x"}', -32600), (b'{"id": true, "method": "x"}', -32600),
+    (b'{"method": 5}', -32600), (b'{"id": 3}', -32600), (b'{"id": 1, "method": "x", "params": 5}', -32602),
+])
+def test_malformed_lines_get_the_json_rpc_error_they_deserve(line, code):
+    message, refusal = wire.problem(line)
+    assert message is None and refusal is not None and refusal["error"]["code"] == code
+
+
+def test_well_formed_lines_pass():
+    for line in (b'{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}',
+                 b'{"jsonrpc": "2.0", "method": "session/cancel", "params": {"sessionId": "s"}}',
+                 b'{"jsonrpc": "2.0", "id": "7", "result": {}}'):
+        assert wire.problem(line)[1] is None
+
+
+# -- the agent as a subprocess ------------------------------------------------------------
 class Panel:
     """The client side: records every update, answers permission as told,
     serves ``buffers`` as unsaved editor text and keeps what it was asked to write."""
@@ -155,6 +205,8 @@ async def test_failing_tests_become_a_plan_tool_calls_a_diff_and_a_write_after_p
     assert [u for u in panel.of(ToolCallProgress) if u.tool_call_id == apply.tool_call_id][-1].status == "completed"
     assert panel.of(UsageUpdate) and panel.of(UsageUpdate)[0].size > 0
     assert str(repo / "calc.py") in panel.reads  # the files were read through the client
+    thoughts = "".join(u.content.text for u in panel.of(AgentThoughtChunk))
+    assert READ["thought"] in thoughts and PLAN["goal"] in thoughts  # the model's words, as thoughts
 
 
 async def test_refused_permission_writes_nothing(tmp_path):
@@ -347,8 +399,8 @@ def tagged(tag: str) -> set[int]:
     return {p for p in found if alive(p)}
 
 
-@pytest.mark.parametrize("how", ["stdin", "sigterm"])
-async def test_closing_stdin_or_sigterm_mid_test_run_leaves_no_process(tmp_path, how):
+@pytest.mark.parametrize("how", ["cancel", "stdin", "sigterm"])
+async def test_cancel_closing_stdin_or_sigterm_mid_test_run_leaves_no_process(tmp_path, how):
     repo = calc_repo(tmp_path, {**CALC, **SLOW_TEST})
     before = snapshot(repo)
     tag = uuid.uuid4().hex
@@ -361,7 +413,13 @@ async def test_closing_stdin_or_sigterm_mid_test_run_leaves_no_process(tmp_path,
     # the test run (with its 60 s test) is under way: a child of the agent carries the tag
     assert await asyncio.to_thread(wait_until, lambda: len(tagged(tag) - {proc.pid}) > 0, 60)
     started = time.monotonic()
-    if how == "stdin":
+    if how == "cancel":  # the prompt ends, its test run with it; the agent stays
+        answer = await ask(proc, {"jsonrpc": "2.0", "method": "session/cancel", "params": {"sessionId": session}})
+        assert answer["id"] == 3 and answer["result"]["stopReason"] == "cancelled"
+        assert time.monotonic() - started < 10
+        assert await asyncio.to_thread(wait_until, lambda: tagged(tag) == {proc.pid}, 10), tagged(tag)
+        proc.stdin.close()
+    elif how == "stdin":
         proc.stdin.close()
     else:
         proc.send_signal(signal.SIGTERM)

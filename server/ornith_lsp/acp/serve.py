@@ -13,9 +13,9 @@ import atexit
 import logging
 import os
 import signal
-from typing import Any
+from typing import Any, cast
 
-from acp import run_agent
+from acp import Agent, run_agent
 
 from ornith_lsp import procs
 from ornith_lsp.acp import wire
@@ -50,6 +50,7 @@ def main(cli_layer: dict[str, Any]) -> int:
 async def _serve(agent: OrnithAgent, out_fd: int) -> None:
     reader, writer = await wire.stdio(out_fd)
     try:
-        await run_agent(agent, wire.LineTransport(reader, writer))  # returns when stdin closes
+        # the methods the agent leaves out (session/load, authenticate, ...) the SDK answers with method-not-found
+        await run_agent(cast(Agent, agent), wire.LineTransport(reader, writer))  # returns when stdin closes
     finally:
         await agent.shutdown()

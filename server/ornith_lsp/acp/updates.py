@@ -28,8 +28,10 @@ from acp.schema import (
     AgentMessageChunk,
     AgentPlanUpdate,
     AgentThoughtChunk,
+    ContentToolCallContent,
     FileEditToolCallContent,
     PlanEntry,
+    TerminalToolCallContent,
     ToolCallLocation,
     ToolCallProgress,
     ToolCallStart,
@@ -50,6 +52,7 @@ from ornith_lsp.agent.service import (
 
 Update = (AgentMessageChunk | AgentThoughtChunk | AgentPlanUpdate | ToolCallStart | ToolCallProgress
           | UsageUpdate)
+ToolContent = ContentToolCallContent | FileEditToolCallContent | TerminalToolCallContent
 OUTPUT_CHARS = 2000
 
 
@@ -66,7 +69,8 @@ class Stream:
         if isinstance(event, StepEvent):
             return self._step(event)
         if isinstance(event, ToolEvent):
-            return [tool_update(event)]
+            said = [update_agent_thought_text(event.thought + "\n")] if event.thought else []
+            return [*said, tool_update(event)]
         if isinstance(event, VerifyEvent):
             self.verifications += 1
             return [verification(event, f"verify-{event.task_id}-{self.verifications}")]
@@ -146,7 +150,7 @@ def usage(result: FixResult, context_length: int) -> UsageUpdate | None:
 
 
 def diff_contents(root: Path, before: Mapping[str, str | None],
-                  after: Mapping[str, str]) -> list[FileEditToolCallContent]:
+                  after: Mapping[str, str]) -> list[ToolContent]:
     """Each changed file as ACP ``diff`` content: absolute path, old and new text."""
     return [tool_diff_content(str(root / rel), after[rel], before.get(rel)) for rel in sorted(after)]
 
