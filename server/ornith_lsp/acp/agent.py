@@ -145,6 +145,10 @@ class OrnithAgent:
     async def backend_for(self, service: FixService, say: Any) -> Backend | None:
         """The process' one backend, started on first use; None (and said why) when it cannot start."""
         async with self._starting:
+            gave_up = self.backend is not None and getattr(self.backend.supervisor, "state", None) == "failed"
+            if self.backend is not None and gave_up:  # its supervisor stopped restarting it: start another
+                await self.backend.stop()
+                self.backend = None
             if self.backend is None:
                 say(thought("Starting the model backend ..."))
                 try:

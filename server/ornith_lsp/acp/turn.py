@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from acp import start_tool_call, text_block, tool_content, update_tool_call
+from acp import RequestError, start_tool_call, text_block, tool_content, update_tool_call
 from acp.schema import AllowedOutcome, PermissionOption, StopReason, ToolCallLocation, ToolCallUpdate
 
 from ornith_lsp.acp import files, intent, updates
@@ -171,11 +171,16 @@ class Turn:
         locations = [ToolCallLocation(path=str(self.root / rel)) for rel in sorted(changed)]
         say(start_tool_call(call_id, title, kind="edit", status="pending", content=content, locations=locations))
         await self.out.drain()
-        answer = await self.agent.conn.request_permission(
-            session_id=self.session.id, options=OPTIONS,
-            tool_call=ToolCallUpdate(tool_call_id=call_id, title=title, kind="edit", status="pending",
-                                     content=content, locations=locations))
-        if not (isinstance(answer.outcome, AllowedOutcome) and answer.outcome.option_id == ALLOW):
+        try:
+            answer = await self.agent.conn.request_permission(
+                session_id=self.session.id, options=OPTIONS,
+                tool_call=ToolCallUpdate(tool_call_id=call_id, title=title, kind="edit", status="pending",
+                                         content=content, locations=locations))
+            allowed = isinstance(answer.outcome, AllowedOutcome) and answer.outcome.option_id == ALLOW
+        except RequestError as exc:  # a client that cannot ask is a client that did not allow
+            say(thought(f"The permission request failed: {exc}"))
+            allowed = False
+        if not allowed:
             say(update_tool_call(call_id, status="failed", content=[tool_content(text_block("Not applied."))]))
             say(message("Not applied: your files were left as they were."))
             return "cancelled" if self.session.cancelled else "end_turn"
@@ -208,7 +213,9 @@ def choose(reading: intent.Intent, found: TestRun) -> tuple[list[Task], str]:
         more = f" (the first {MAX_TASKS} of {len(chosen)})" if len(chosen) > MAX_TASKS else ""
         return chosen[:MAX_TASKS], f"{len(chosen[:MAX_TASKS])} task(s){more}: {shown}"
     if reading.kind != "request" and not intent.specific(reading):
-        what = "no test fails" if reading.kind == "tests" else f"{' and '.join(reading.linters)} report nothing"
+        missing = [n for n in found.notes if "not installed" in n]
+        what = ("no test fails" if reading.kind == "tests" else "; ".join(missing) if missing
+                else f"{' and '.join(reading.linters)} report nothing")
         return [], f"Nothing to fix: {what}."
     known = found.baseline + [t.test_id for t in found.tasks if t.test_id]
     tests, unknown = intent.resolve(reading.tests, known)

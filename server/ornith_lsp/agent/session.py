@@ -111,7 +111,7 @@ class TaskChecks:
         """The tests that decide the task: its own test; for a request, the
         tests the user named and those that passed before (all, when none)."""
         if self.task.source == "request":
-            return [*(self.task.tests or ()), *self.baseline][:MAX_REGRESSION_TESTS]
+            return list(dict.fromkeys([*(self.task.tests or ()), *self.baseline]))[:MAX_REGRESSION_TESTS]
         return [self.task.test_id] if self.task.test_id else []
 
     async def run_tests(self) -> tuple[bool, str]:
@@ -155,7 +155,8 @@ def _guard_task(task: Task, baseline: Sequence[str], prefix: str = "") -> dict[s
     """The guard's view of the task: the target test plus every test that passed
     before, so a regression fails the grading just like the target would.  A
     diagnostic keeps its location (the boundary follows the task into a test
-    file) and is graded on the baseline too.  Paths and test ids are the
+    file) and is graded on the baseline too; a request (the user's goal) on the
+    tests the user named and the baseline.  Paths and test ids are the
     repository's (``prefix`` is the project folder inside it), like the diff."""
     def repo(node_id: str) -> str:  # the guard grades from the repository's top, the tasks name tests from the project's
         return "/".join(p for p in (prefix, node_id) if p)
