@@ -189,6 +189,7 @@ async def test_failing_tests_become_a_plan_tool_calls_a_diff_and_a_write_after_p
     read_call = next(u for u in starts.values() if u.kind == "read")
     closed = [u for u in panel.of(ToolCallProgress) if u.tool_call_id == read_call.tool_call_id]
     assert closed and closed[0].status == "completed" and "return a - b" in closed[0].content[0].content.text
+    assert read_call.locations[0].path == str(repo / "calc.py")
     verify = next(u for u in starts.values() if u.title.startswith("Verify"))
     assert verify.status == "completed"
     # the verified change as diff content, offered only after the verification

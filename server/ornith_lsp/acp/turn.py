@@ -144,7 +144,7 @@ class Turn:
 
     async def _fix(self, service: FixService, task: Task, work: dict[str, str], context_length: int) -> None:
         say = self.out.put
-        stream = updates.Stream()
+        stream = updates.Stream(self.root)
 
         def sink(event: Event) -> None:
             try:
@@ -153,7 +153,7 @@ class Turn:
             except Exception:  # a view of the work must never stop the work
                 log.exception("could not translate %s", event.kind)
 
-        say(message(f"Working on {task.title.removeprefix('Ornith: ')}"))
+        say(message(f"Working on: {task.title.removeprefix('Ornith: ')}"))
         try:
             result = await service.fix(task, overlays=work, on_event=sink)
         except (BackendUnavailable, WorkspaceError, OSError) as exc:

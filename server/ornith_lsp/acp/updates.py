@@ -59,7 +59,8 @@ OUTPUT_CHARS = 2000
 class Stream:
     """One prompt's translation: the plan's entries live between events."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path) -> None:
+        self.root = root
         self.entries: list[PlanEntry] = []
         self.verifications = 0
 
@@ -70,7 +71,7 @@ class Stream:
             return self._step(event)
         if isinstance(event, ToolEvent):
             said = [update_agent_thought_text(event.thought + "\n")] if event.thought else []
-            return [*said, tool_update(event)]
+            return [*said, tool_update(event, self.root)]
         if isinstance(event, VerifyEvent):
             self.verifications += 1
             return [verification(event, f"verify-{event.task_id}-{self.verifications}")]
@@ -105,29 +106,29 @@ class Stream:
             out.append(update_plan(self.entries))
         title = event.title.removeprefix("Ornith: ")
         if event.verified:
-            out.append(update_agent_message_text(f"Verified fix for {title}: {event.reason}\n"))
+            out.append(update_agent_message_text(f"Verified: {title}. {event.reason}\n"))
         else:
-            out.append(update_agent_message_text(f"No verified fix for {title} ({event.status}): {event.reason}\n"))
+            out.append(update_agent_message_text(f"No verified fix ({event.status}): {title}. {event.reason}\n"))
         return out
 
 
-def tool_update(event: ToolEvent) -> ToolCallStart | ToolCallProgress:
+def tool_update(event: ToolEvent, root: Path) -> ToolCallStart | ToolCallProgress:
     """``started`` opens the call; ``completed``/``failed`` closes it with the tool's answer."""
     if event.state == "started":
         title = f"{event.tool} {event.summary}".strip()
         return start_tool_call(event.call_id, title, kind=event.tool_kind, status="in_progress",
-                               locations=_locations(event.summary), raw_input={"summary": event.summary})
+                               locations=_locations(event.summary, root), raw_input={"summary": event.summary})
     content = [tool_content(text_block(event.output[:OUTPUT_CHARS]))] if event.output else None
     return update_tool_call(event.call_id, status="completed" if event.state == "completed" else "failed",
                             content=content)
 
 
-def _locations(summary: str) -> list[ToolCallLocation] | None:
-    """The ``path=`` of a tool's summary, so a panel can follow along (a
-    path in the shadow copy, named as the workspace names it)."""
+def _locations(summary: str, root: Path) -> list[ToolCallLocation] | None:
+    """The ``path=`` of a tool's summary as an absolute path in the workspace,
+    so a panel can follow along (the tool read the shadow copy of that file)."""
     for word in summary.split():
         if word.startswith("path="):
-            return [ToolCallLocation(path=word[len("path="):])]
+            return [ToolCallLocation(path=str(root / word[len("path="):]))]
     return None
 
 
