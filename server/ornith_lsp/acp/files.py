@@ -66,6 +66,9 @@ def prompt_text(blocks: Sequence[Any], root: Path) -> tuple[str, dict[str, str]]
             words.append(block.text)
         elif isinstance(block, (ResourceContentBlock, EmbeddedResourceContentBlock)):
             uri = block.uri if isinstance(block, ResourceContentBlock) else block.resource.uri
+            if "://" in uri and not uri.startswith("file://"):  # a web page, not a file: its address is words
+                words.append(uri)
+                continue
             rel = inside(root, uri)
             if rel is None:
                 raise RequestError.invalid_params({"uri": uri, "reason": f"{uri} is outside the workspace {root}"})
