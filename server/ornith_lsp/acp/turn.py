@@ -101,6 +101,9 @@ class Turn:
 
     async def run(self) -> StopReason:
         say, service = self.out.put, self.session.service
+        for note in self.session.notes:  # what the session's start tidied away, said once
+            say(thought(note))
+        self.session.notes = []
         buffers = {**await self.agent.buffers(self.session), **self.embedded}
         listing = await asyncio.to_thread(files.listed, self.root)
         reading = intent.read_prompt(self.text, listing)
