@@ -40,7 +40,7 @@ from ornith_lsp.tasks import Task
 from agent_repos import CALC, git, make_repo, snapshot
 from conftest import alive, wait_until
 from policy_double import ScriptedPolicyServer
-from test_agent_scripted import FINISH, GOOD_EDIT, PLAN, READ, STEP_DONE
+from test_agent_scripted import BAD_EDIT, FINISH, GOOD_EDIT, PLAN, READ, STEP_DONE
 
 FIXING = [PLAN, READ, STEP_DONE, GOOD_EDIT, STEP_DONE, FINISH]
 FIXED_CALC = CALC["calc.py"].replace("a - b", "a + b")
@@ -208,6 +208,23 @@ async def test_failing_tests_become_a_plan_tool_calls_a_diff_and_a_write_after_p
     assert str(repo / "calc.py") in panel.reads  # the files were read through the client
     thoughts = "".join(u.content.text for u in panel.of(AgentThoughtChunk))
     assert READ["thought"] in thoughts and PLAN["goal"] in thoughts  # the model's words, as thoughts
+
+
+async def test_a_replan_replaces_the_plan(tmp_path):
+    repo = calc_repo(tmp_path)
+    panel = Panel(allow=False)
+    answers = [PLAN, READ, STEP_DONE, BAD_EDIT, STEP_DONE,  # the check fails: replan
+               PLAN, READ, STEP_DONE, GOOD_EDIT, STEP_DONE, FINISH]
+    with ScriptedPolicyServer(answers) as policy:
+        async with agent(tmp_path, panel, policy.url) as (conn, _):
+            session = await conn.new_session(cwd=str(repo), mcp_servers=[])
+            answer = await prompt(conn, session.session_id, "fix the failing tests")
+    assert answer.stop_reason == "end_turn", panel.text()
+    fresh = [p for p in panel.of(AgentPlanUpdate) if all(e.status == "pending" for e in p.entries)]
+    assert len(fresh) == 2  # the first plan, then the one that replaced it
+    thoughts = "".join(u.content.text for u in panel.of(AgentThoughtChunk))
+    assert "Replanning: Step 2 (fix add) did not pass its check" in thoughts
+    assert [e.status for e in panel.of(AgentPlanUpdate)[-1].entries] == ["completed"] * 3
 
 
 async def test_refused_permission_writes_nothing(tmp_path):
