@@ -1,7 +1,8 @@
-"""Command line: ``serve`` for editors, ``mcp`` for other agents, ``doctor``
-to explain the backend choice, ``chat`` for a one-shot request through the
-same client, ``pull`` to fetch weights (the only command that downloads
-anything), ``guard check`` (the guard package's own command, wired in here).
+"""Command line: ``serve`` for editors, ``acp`` for editors' agent panels,
+``mcp`` for other agents, ``doctor`` to explain the backend choice, ``chat``
+for a one-shot request through the same client, ``pull`` to fetch weights (the
+only command that downloads anything), ``guard check`` (the guard package's
+own command, wired in here).
 
 Exit codes: 0 success, 2 a usage, settings or backend error (one clear line
 on stderr, never a traceback); ``guard check`` also 1 when it blocks a diff.
@@ -135,6 +136,17 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     finally:
         reap()
     return 0
+
+
+# -- acp --------------------------------------------------------------------------------
+def cmd_acp(args: argparse.Namespace) -> int:
+    """The Agent Client Protocol on stdio; each session's workspace is its
+    ``cwd``, whose ``ornith.toml`` the flags here override."""
+    from ornith_lsp.acp import serve
+
+    cli_layer = _cli_layer(args)
+    settings_mod.load(args.root, cli=cli_layer)  # fail early on bad flags
+    return serve.main(cli_layer)
 
 
 # -- doctor -----------------------------------------------------------------------------
@@ -364,6 +376,9 @@ def parser() -> argparse.ArgumentParser:
     _add_setting_flags(serve)
     serve.set_defaults(func=cmd_serve)
 
+    acp = sub.add_parser("acp", help="run as an Agent Client Protocol agent on stdio (Zed, JetBrains, Neovim, Emacs)")
+    _add_setting_flags(acp)
+    acp.set_defaults(func=cmd_acp)
     mcp = sub.add_parser("mcp", help="serve the verifier to other agents over MCP (stdio)")
     _add_setting_flags(mcp)
     mcp.set_defaults(func=cmd_mcp)
@@ -447,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     original = sys.stdout
-    if args.command not in ("serve", "mcp"):  # their stdout is the protocol's, left alone
+    if args.command not in ("serve", "acp", "mcp"):  # their stdout is the protocol's, left alone
         sys.stdout = _ClosedPipeTolerant(original)
     try:
         code = args.func(args)

@@ -61,6 +61,7 @@ class ToolEvent(_Event):
     tool_kind: ToolKind
     state: Literal["started", "completed", "failed"]
     summary: str = Field("", description="the call in a few words: the file read, the pattern searched")
+    thought: str = Field("", description="what the model said it was thinking when it made the call")
     output: str = Field("", description="the head of what the tool answered")
 
 

@@ -313,7 +313,8 @@ class Loop:
         summary = " ".join(f"{k}={v}" for k, v in args.items() if isinstance(v, (str, int)) and k != "code")[:160]
         self.on_event(ToolEvent(task_id=self.task.id, call_id=call_id, tool=action.tool,
                                 tool_kind=TOOL_KINDS.get(action.tool, "other"), state=state,
-                                summary=summary, output=output[:400]))
+                                summary=summary, output=output[:400],
+                                thought=action.call.thought if state == "started" else ""))
 
     async def model_plan(self) -> None:
         """The model's own scaffold, replanned on every failed check, until the budget ends it."""

@@ -54,9 +54,9 @@ from ornith_lsp.workspace.repo import WorkspaceError, open_repo
 Progress = Callable[[str], None]
 
 # what a front end needs of the agent, all from here: the service, its results and its events
-__all__ = ["BackendUnavailable", "Candidate", "CandidateEvent", "DoneEvent", "DoneStatus", "Event", "EventSink",
-           "FixResult", "FixService", "PatchCheck", "PatchError", "PlanError", "PlanEvent", "Report", "Scaffold",
-           "StepEvent", "StrategyEvent", "TestRun", "TestsCannotRun", "ToolEvent", "Turn", "VerifyEvent",
+__all__ = ["Backend", "BackendUnavailable", "Candidate", "CandidateEvent", "DoneEvent", "DoneStatus", "Event",
+           "EventSink", "FixResult", "FixService", "PatchCheck", "PatchError", "PlanError", "PlanEvent", "Report",
+           "Scaffold", "StepEvent", "StrategyEvent", "TestRun", "TestsCannotRun", "ToolEvent", "Turn", "VerifyEvent",
            "WorkspaceError", "ignore", "wire", "workspace_root"]
 
 

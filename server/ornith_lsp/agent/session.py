@@ -108,13 +108,21 @@ def _safe(count: Callable[[str], int] | None) -> Callable[[str], int] | None:
 class TaskChecks:
     """The task's own checks, run inside the shadow; used by step checks and ``run_tests``."""
 
-    def __init__(self, shadow_root: Path, task: Task, settings: Settings):
+    def __init__(self, shadow_root: Path, task: Task, settings: Settings, baseline: Sequence[str] = ()):
         self.root, self.task, self.settings = shadow_root, task, settings
+        self.baseline = list(baseline)
+
+    def node_ids(self) -> list[str]:
+        """The tests that decide the task: its own test; for a request, the
+        tests the user named and those that passed before (all, when none)."""
+        if self.task.source == "request":
+            return list(dict.fromkeys([*(self.task.tests or ()), *self.baseline]))[:MAX_REGRESSION_TESTS]
+        return [self.task.test_id] if self.task.test_id else []
 
     async def run_tests(self) -> tuple[bool, str]:
         if (other := await runners.check_tests(self.root, self.task, self.settings)) is not None:
             return other  # a JavaScript/TypeScript, Go or Rust task
-        node_ids = [self.task.test_id] if self.task.test_id else []
+        node_ids = self.node_ids()
         run = await run_tests(self.root, self.settings.agent.test_command, node_ids=node_ids,
                               timeout_s=self.settings.agent.test_timeout_s)
         if run.timed_out:
@@ -152,12 +160,16 @@ def _guard_task(task: Task, baseline: Sequence[str], prefix: str = "") -> GuardT
     """The guard's view of the task: the target test plus every test that passed
     before, so a regression fails the grading just like the target would.  A
     diagnostic keeps its location (the boundary follows the task into a test
-    file) and is graded on the baseline too.  Paths and test ids are the
+    file) and is graded on the baseline too; a request (the user's goal) on the
+    tests the user named and the baseline.  Paths and test ids are the
     repository's (``prefix`` is the project folder inside it), like the diff."""
     def repo(node_id: str) -> str:  # the guard grades from the repository's top, the tasks name tests from the project's
         return "/".join(p for p in (prefix, node_id) if p)
 
     baseline = [repo(t) for t in baseline]
+    if task.source == "request":  # the user's goal: the tests they named pass, and nothing that passed breaks
+        named = [repo(t) for t in task.tests or ()]
+        return {"kind": "test", "tests": named + [t for t in baseline if t not in named][:MAX_REGRESSION_TESTS]}
     if task.source == "test" and task.test_id:
         target = repo(task.test_id)
         tests = [target] + [t for t in baseline if t != target][:MAX_REGRESSION_TESTS]
@@ -290,7 +302,7 @@ async def fix(task: Task, *, root: Path, llm: ChatClient, settings: Settings, co
         g = settings.guard
         prefix = shadow.repo.prefix
         boundary = Boundary.for_repo(shadow.worktree, g.protected, g.unprotected, g.allow_new_tests)
-        if task.source != "test" and task.location is not None:
+        if not task.graded_by_tests and task.location is not None:
             # a diagnostic in a test file may be fixed there; the guard checks the tests stay as they were
             boundary = boundary.with_finding("/".join(p for p in (prefix, task.location.path) if p))
 
@@ -300,7 +312,7 @@ async def fix(task: Task, *, root: Path, llm: ChatClient, settings: Settings, co
             def check_edit(self, rel: str, *, new_file: bool) -> str | None:
                 return boundary.check_edit("/".join(p for p in (prefix, rel) if p), new_file=new_file)
 
-        checks = TaskChecks(shadow.path, task, settings)
+        checks = TaskChecks(shadow.path, task, settings, baseline)
         tools = Tools(root=shadow.path, task=task, boundary=ProjectBoundary(), checker=checks, reset=shadow.reset)
         guard_task = _guard_task(task, baseline, prefix)
 
@@ -316,7 +328,7 @@ async def fix(task: Task, *, root: Path, llm: ChatClient, settings: Settings, co
             if not verdict.allowed:
                 return Verification(ok=False, vetoed=True, summary=verdict.for_model(),
                                     findings=[f.to_dict() for f in verdict.findings])
-            ok, detail = await checks.run_diagnostics() if task.source != "test" else (True, "")
+            ok, detail = await checks.run_diagnostics() if not task.graded_by_tests else (True, "")
             if ok is False:
                 return Verification(ok=False, summary=detail)
             notes = "; ".join(verdict.notes)

@@ -155,6 +155,9 @@ def _task_text(agent: Agent) -> str:
     failure = "\n".join(x for x in (t.message, t.traceback or "") if x).strip()
     if len(failure) > FAILURE_CHARS:
         failure = failure[:300] + "\n...\n" + failure[-(FAILURE_CHARS - 300):]
+    if t.source == "request":
+        named = f" Afterwards these tests must pass: {', '.join(t.tests)}." if t.tests else ""
+        return f"The user asks for a change: {t.message[:FAILURE_CHARS]}\nNo test that passes now may fail.{named}"
     if t.test_id:
         head = f"The test {t.test_id} fails."
     else:
@@ -214,7 +217,7 @@ def _format(agent: Agent) -> edits.EditFormat:
 async def _check(agent: Agent) -> tuple[bool, str]:
     """The cheap check in the shadow first; the full verification only for a
     candidate that passes it."""
-    if agent.task.source == "test":
+    if agent.task.graded_by_tests:
         ok, detail = await agent.tools.checker.run_tests()
         if not ok:
             return False, detail
@@ -238,7 +241,7 @@ async def _rewrite(agent: Agent, *, rounds: int, repair: bool, reproduce: bool =
     agent.report.edit_format = fmt
     agent.report.tool_call_mode = agent.report.tool_call_mode or "free_text"
     base = rewrite_prompt(agent, fmt)
-    if reproduce and agent.task.source == "test":
+    if reproduce and agent.task.graded_by_tests:
         ok, detail = await agent.tools.checker.run_tests()
         base[-1]["content"] += f"\n\nThe test run in the workspace just now:\n{detail[-FAILURE_CHARS:]}"
     conversation = list(base)

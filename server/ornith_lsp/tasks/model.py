@@ -1,8 +1,10 @@
 """One task model for every source, so the agent loop never asks where a task came from.
 
-A diagnostic from the editor, a failing test and a linter finding differ only in
-what counts as "fixed": for a test, the test passes; for a diagnostic, its
-source stops reporting it.  That difference lives in ``verify``.
+A diagnostic from the editor, a failing test, a linter finding and a user's
+request differ only in what counts as "fixed": for a test, the test passes; for
+a diagnostic, its source stops reporting it; for a request (a goal in the
+user's words, from an agent panel), no test that passed before fails and the
+tests the user named pass.  That difference lives in ``verify``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-Source = Literal["diagnostic", "test", "ruff", "mypy"]
+Source = Literal["diagnostic", "test", "ruff", "mypy", "request"]
 
 
 class Location(BaseModel):
@@ -38,11 +40,18 @@ class Task(BaseModel):
     # diagnostic tasks
     code: str | None = None
     diagnostic_source: str | None = Field(None, description="who reported it: ruff, mypy, pyright, ...")
+    # request tasks: ``message`` is the user's goal
+    tests: list[str] | None = Field(None, description="request tasks: the tests the user named, which must pass afterwards")
+
+    @property
+    def graded_by_tests(self) -> bool:
+        """Whether tests decide this task (a test or a request), not a linter re-run."""
+        return self.source in ("test", "request")
 
     def model_post_init(self, __context: object) -> None:
         if not self.id:
             key = "|".join(
-                str(x) for x in (self.source, self.test_id, self.code, self.message,
+                str(x) for x in (self.source, self.test_id, self.code, self.message, *(self.tests or ()),
                                  self.location.path if self.location else "", self.location.line if self.location else "")
             )
             self.id = hashlib.sha1(key.encode()).hexdigest()[:12]
