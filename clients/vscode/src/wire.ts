@@ -181,7 +181,7 @@ export interface StepEvent {
 
 export interface Task {
   id: string;
-  source: "diagnostic" | "test" | "ruff" | "mypy";
+  source: "diagnostic" | "test" | "ruff" | "mypy" | "request";
   /** One line for a code action or a report. */
   title: string;
   message: string;
@@ -194,6 +194,8 @@ export interface Task {
   code: string | null;
   /** who reported it: ruff, mypy, pyright, ... */
   diagnostic_source: string | null;
+  /** request tasks: the tests the user named, which must pass afterwards */
+  tests: string[] | null;
 }
 
 /** One fix of `ornith.tasks`. */
@@ -214,6 +216,8 @@ export interface ToolEvent {
   state: "started" | "completed" | "failed";
   /** the call in a few words: the file read, the pattern searched */
   summary: string;
+  /** what the model said it was thinking when it made the call */
+  thought: string;
   /** the head of what the tool answered */
   output: string;
 }
