@@ -80,7 +80,7 @@ def test_named_tests_resolve_to_node_ids_and_a_request_is_graded_on_them_and_the
     task = intent.request_task(intent.read_prompt("document add; test_add must pass"), ["t.py::test_add"])
     assert task.source == "request" and task.graded_by_tests and task.message.startswith("document add")
     graded = _guard_task(task, ["t.py::test_mul[1]", "t.py::test_add"], prefix="proj")
-    assert graded == {"kind": "test", "tests": ["proj/t.py::test_add", "proj/t.py::test_mul[1]"]}
+    assert graded.kind == "test" and graded.tests == ["proj/t.py::test_add", "proj/t.py::test_mul[1]"]
     assert Task(source="test", title="t", message="m").tests is None  # other tasks are as they were
 
 
