@@ -150,8 +150,7 @@ def code_actions(ls: OrnithServer, params: types.CodeActionParams) -> list[types
         if state and state.result and state.result.verified:
             edit = workspace_edit(ls, state)
             if isinstance(edit, types.WorkspaceEdit):
-                plus = state.result.diff.count("\n+") - state.result.diff.count("\n+++")
-                minus = state.result.diff.count("\n-") - state.result.diff.count("\n---")
+                plus, minus = diffs.stat(diffs.parse(state.result.diff))
                 actions.append(types.CodeAction(
                     title=f"Ornith: apply verified fix (+{plus} -{minus})", kind=types.CodeActionKind.QuickFix,
                     diagnostics=[diag], edit=edit, is_preferred=True))

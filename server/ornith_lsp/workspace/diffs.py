@@ -474,3 +474,9 @@ def added_lines(patch: FilePatch) -> frozenset[int]:
             if tag in " +":
                 line += 1
     return frozenset(out)
+
+
+def stat(patches: list[FilePatch]) -> tuple[int, int]:
+    """(lines added, lines removed), as ``git diff --stat`` counts them."""
+    tags = [tag for patch in patches for hunk in patch.hunks for tag, _ in hunk.lines]
+    return tags.count("+"), tags.count("-")
