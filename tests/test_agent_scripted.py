@@ -39,13 +39,13 @@ def settings(**agent):
     return settings_mod.load(None, cli={"agent": {"test_timeout_s": 60, **agent}}, environ={})
 
 
-async def run(tmp_path, answers, task=TASK, files=CALC, **agent):
+async def run(tmp_path, answers, task=TASK, files=CALC, on_event=None, **agent):
     repo = make_repo(tmp_path / "repo", files)
     before = snapshot(repo)
     with ScriptedPolicyServer(answers) as policy:
         async with ChatClient(policy.url, "scripted") as llm:
             result = await fix(task, root=repo, llm=llm, settings=settings(**agent), context_length=32768,
-                               baseline=["test_calc.py::test_mul"])
+                               baseline=["test_calc.py::test_mul"], on_event=on_event)
         requests = policy.requests
     assert snapshot(repo) == before, "the user's files were touched"
     return result, requests, repo

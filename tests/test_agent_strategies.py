@@ -140,3 +140,19 @@ async def test_a_project_in_a_folder_of_a_larger_repository_is_graded_there(tmp_
                                context_length=32768, baseline=["test_calc.py::test_mul"])
     assert result.report.status == "fixed", (result.report.reason, result.verdict)
     assert "grading: 2 target test(s)" in result.report.verification.summary
+
+
+async def test_a_rewrite_strategy_shows_its_steps_as_a_plan(tmp_path):
+    """A small model's built-in strategy reaches every front end as a plan and
+    its steps, like a model's own scaffold; the report's scaffolds stay the model's."""
+    from ornith_lsp.agent.events import PlanEvent, StepEvent
+
+    events = []
+    result, _, _ = await run(tmp_path, [WRONG, RIGHT], task=ASSERT_TASK, strategy="sample-and-verify",
+                             on_event=events.append)
+    assert result.report.status == "fixed" and result.report.scaffolds == []
+    plans = [e for e in events if isinstance(e, PlanEvent)]
+    assert len(plans) == 1 and plans[0].scaffold.strategy == "sample-and-verify (built in)"
+    assert "add in calc.py" in plans[0].scaffold.steps[0].intent
+    steps = [(e.index, e.of) for e in events if isinstance(e, StepEvent)]
+    assert steps == [(1, 2), (2, 2), (2, 2)]  # rewrite, then a check per candidate written

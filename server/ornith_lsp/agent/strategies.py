@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel
 
 from ornith_lsp.agent import edits
-from ornith_lsp.agent.events import CandidateEvent, EventSink, VerifyEvent
+from ornith_lsp.agent.events import CandidateEvent, EventSink, PlanEvent, StepEvent, VerifyEvent
 from ornith_lsp.agent.localize import Focus, numbered
 from ornith_lsp.agent.report import Candidate, Stop
 from ornith_lsp.agent.scaffold import ALL_TOOLS, Check, ParseError, Scaffold, Step, parse
@@ -132,11 +132,11 @@ async def run(name: str, agent: Agent) -> None:
     elif name == "read-then-edit":
         await _read_then_edit(agent)
     elif name == "direct-rewrite":
-        await _rewrite(agent, rounds=1, repair=False)
+        await _rewrite(agent, name, rounds=1, repair=False)
     elif name == "reproduce-then-fix":
-        await _rewrite(agent, rounds=REPAIR_ROUNDS, repair=True, reproduce=True)
+        await _rewrite(agent, name, rounds=REPAIR_ROUNDS, repair=True, reproduce=True)
     elif name == "sample-and-verify":
-        await _rewrite(agent, rounds=agent.limits.candidates, repair=False)
+        await _rewrite(agent, name, rounds=agent.limits.candidates, repair=False)
     else:
         raise ValueError(f"unknown strategy {name!r}")
 
@@ -233,10 +233,35 @@ async def _check(agent: Agent) -> tuple[bool, str]:
     return False, ("vetoed: " if verdict.vetoed else "not verified: ") + verdict.summary
 
 
-async def _rewrite(agent: Agent, *, rounds: int, repair: bool, reproduce: bool = False) -> None:
+def rewrite_plan(name: str, focus: Focus, rounds: int, reproduce: bool) -> Scaffold:
+    """A rewrite strategy's steps as a scaffold, so every front end shows the
+    small model's work as a plan too (it is not added to the report's
+    scaffolds: the model did not write it)."""
+    target = f"{focus.symbol} in {focus.path}" if focus.symbol else focus.path
+    steps = [Step(intent="run the tests to see the failure", tools=["run_tests"], check=Check(kind="context_read"))
+             ] if reproduce else []
+    steps += [
+        Step(intent=f"rewrite {target}"[:90] + (f" (up to {rounds} tries)" if rounds > 1 else ""), tools=["rewrite"],
+             check=Check(kind="edit_applied")),
+        Step(intent="check the rewrite in the shadow, then verify it independently", tools=["run_tests", "finish"],
+             check=Check(kind="target_tests_pass")),
+    ]
+    return Scaffold(goal=f"fix {target}"[:160], strategy=f"{name} (built in)", steps=steps,
+                    budget={"turns": 200, "tokens": 2_000_000})
+
+
+async def _rewrite(agent: Agent, name: str, *, rounds: int, repair: bool, reproduce: bool = False) -> None:
     """Sample (or repair) rewrites of the focus, each verified; stop at the first that passes."""
     focus = agent.focus
     assert focus is not None
+    plan = rewrite_plan(name, focus, rounds, reproduce)
+    agent.on_event(PlanEvent(task_id=agent.task.id, scaffold=plan))
+
+    def step(index: int) -> None:
+        agent.on_event(StepEvent(task_id=agent.task.id, title=agent.task.title, index=index, of=len(plan.steps),
+                                 intent=plan.steps[index - 1].intent))
+
+    step(1)
     fmt = _format(agent)
     agent.report.edit_format = fmt
     agent.report.tool_call_mode = agent.report.tool_call_mode or "free_text"
@@ -244,6 +269,8 @@ async def _rewrite(agent: Agent, *, rounds: int, repair: bool, reproduce: bool =
     if reproduce and agent.task.graded_by_tests:
         ok, detail = await agent.tools.checker.run_tests()
         base[-1]["content"] += f"\n\nThe test run in the workspace just now:\n{detail[-FAILURE_CHARS:]}"
+    if reproduce:
+        step(2)
     conversation = list(base)
     path = agent.tools.root / focus.path
     failures: list[str] = []
@@ -272,6 +299,7 @@ async def _rewrite(agent: Agent, *, rounds: int, repair: bool, reproduce: bool =
                 path.write_text(new, encoding="utf-8")
                 agent.tools.edits_applied += 1
                 agent.on_event(CandidateEvent(task_id=agent.task.id, n=n, of=rounds))
+                step(len(plan.steps))
                 outcome = _first_failure((await _check(agent))[1])
         except edits.EditError as exc:
             outcome = f"unusable answer: {exc}"
