@@ -232,7 +232,7 @@ async def queue_main(n: int, samples: int) -> dict:
     read = {"thought": "look", "tool": "read_file", "path": "calc.py"}
     plan = {"goal": "fix add", "strategy": "read then fix",
             "steps": [{"intent": "read calc.py", "tools": ["read_file"], "check": {"kind": "context_read", "description": ""}}],
-            "replan_when": [], "budget": {"turns": 6, "tokens": 20000}}
+            "budget": {"turns": 6, "tokens": 20000}}
     with tempfile.TemporaryDirectory(prefix="ornith-lsp-queue-") as tmp, \
             ScriptedPolicyServer(([plan] + [read] * 5) * n, delay_s=0.2) as policy:
         repo = make_repo(Path(tmp) / "repo", queue_repo(n))

@@ -41,11 +41,12 @@ def plan(path: str) -> dict:
     return {
         "goal": "make the failing test pass", "strategy": "read, fix the operator, verify",
         "steps": [
-            {"intent": f"read {path}", "tools": ["read_file"], "check": {"kind": "context_read", "description": ""}},
+            {"intent": f"read {path}", "tools": ["read_file", "edit"],
+             "check": {"kind": "context_read", "description": ""}},
             {"intent": "fix add", "tools": ["edit", "run_tests"], "check": {"kind": "target_tests_pass", "description": ""}},
             {"intent": "finish", "tools": ["finish"], "check": {"kind": "target_tests_pass", "description": ""}},
         ],
-        "replan_when": ["tests still fail"], "budget": {"turns": 12, "tokens": 20000},
+        "budget": {"turns": 12, "tokens": 20000},
     }
 
 

@@ -28,7 +28,7 @@ PLAN = {"goal": "make test_check pass", "strategy": "read, fix the distance, ver
                   {"intent": "fix the distance", "tools": ["edit", "run_tests"],
                    "check": {"kind": "target_tests_pass", "description": ""}},
                   {"intent": "finish", "tools": ["finish"], "check": {"kind": "target_tests_pass", "description": ""}}],
-        "replan_when": [], "budget": {"turns": 8, "tokens": 20000}}
+        "budget": {"turns": 8, "tokens": 20000}}
 
 
 @pytest.fixture
