@@ -90,7 +90,7 @@ async def test_shadow_mirrors_what_the_user_sees(repo):
         assert shadow.read("staged.txt") == "v3 in the working tree\n"  # the working tree wins
         assert not (shadow.path / "gone.txt").exists()  # deleted
         assert not (shadow.path / "debug.log").exists() and not (shadow.path / "build").exists()  # ignored
-        assert shadow.diff() == "" and shadow.changed_files() == []
+        assert await shadow.diff() == "" and await shadow.changed_files() == []
     assert user_state(repo) == before
 
 
@@ -113,8 +113,8 @@ async def test_diff_against_the_checkpoint(repo):
         (shadow.path / "notes.txt").unlink()
         (shadow.path / "pkg" / "__pycache__").mkdir()
         (shadow.path / "pkg" / "__pycache__" / "new.cpython-311.pyc").write_bytes(b"\0junk")
-        diff = shadow.diff()
-        assert shadow.changed_files() == ["calc.py", "notes.txt", "pkg/new.py"]
+        diff = await shadow.diff()
+        assert await shadow.changed_files() == ["calc.py", "notes.txt", "pkg/new.py"]
     assert "--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,2 @@\n def add(a, b):\n-    return a - b\n+    return a + b\n" in diff
     assert "diff --git a/pkg/new.py b/pkg/new.py\nnew file mode 100644\n" in diff
     assert "--- /dev/null\n+++ b/pkg/new.py\n@@ -0,0 +1 @@\n+x = 1\n" in diff
@@ -157,7 +157,7 @@ async def test_repository_without_commits(tmp_path):
         assert git(root, "rev-list", "--parents", "-n1", shadow.base_commit).split() == [shadow.base_commit]  # orphan
         assert shadow.read("a.py") == "A = 1\n" and shadow.read("b.py") == "B = 1\n" and shadow.read("c.py") == "C = 1\n"
         shadow.write("a.py", "A = 2\n")
-        assert shadow.changed_files() == ["a.py"]
+        assert await shadow.changed_files() == ["a.py"]
     assert user_state(root) == before
     assert git(root, "rev-parse", "-q", "--verify", "HEAD", check=False) == ""
 
@@ -184,8 +184,8 @@ async def test_rollback_restores_only_what_the_fix_touched(repo):
     shadow = await Shadow.create(repo, {})
     shadow.write("calc.py", "def add(a, b):\n    return a + b\n")
     shadow.write("helpers.py", "def helper():\n    pass\n")
-    diff = shadow.diff()
-    shadow.record_fix()
+    diff = await shadow.diff()
+    await shadow.record_fix()
     await shadow.close()
     assert apply_to_tree(diff, repo) == ["calc.py", "helpers.py"]
     assert (repo / "calc.py").read_text().endswith("a + b\n")
@@ -221,8 +221,8 @@ async def test_workspace_root_in_a_subdirectory(repo):
         assert shadow.path == shadow.worktree / "sub"
         assert shadow.read("m.py") == "M = 2\n"
         shadow.write("m.py", "M = 3\n")
-        assert shadow.changed_files() == ["m.py"]
-        assert shadow.diff().startswith("diff --git a/m.py b/m.py\n")
+        assert await shadow.changed_files() == ["m.py"]
+        assert (await shadow.diff()).startswith("diff --git a/m.py b/m.py\n")
 
 
 # ------------------------------------------------------------------ edits

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +32,7 @@ from ornith_lsp.settings import Settings
 from ornith_lsp.tasks import Task, polyglot_linters, runners
 from ornith_lsp.tasks.linters import run_mypy, run_ruff
 from ornith_lsp.tasks.pytest_report import run_tests
-from ornith_lsp.workspace import Shadow, leftovers
-from ornith_lsp.workspace.repo import run_git
+from ornith_lsp.workspace import Shadow
 
 EMBEDDED_NAMES = {m.name for m in EMBEDDED_MODELS.values()}
 CONTEXT_TOKENS = 1500
@@ -171,45 +168,6 @@ def _guard_task(task: Task, baseline: Sequence[str], prefix: str = "") -> dict[s
     return out
 
 
-@contextlib.asynccontextmanager
-async def pristine(shadow: Shadow):
-    """A clean checkout of the checkpoint: the guard's base state.  The user's
-    own tree cannot serve, since it may hold unsaved or newer edits."""
-    tmp = Path(tempfile.mkdtemp(prefix="ornith-base-"))
-    tree = tmp / "base"
-    try:
-        leftovers.mark(tmp, shadow.repo.top, kind="pristine base")
-        await _off_loop(run_git, shadow.worktree, "worktree", "add", "--detach", str(tree), shadow.base_commit)
-        leftovers.track(tmp, shadow.repo.top, tree)
-        yield tree
-    finally:
-        leftovers.untrack(tmp)
-        with contextlib.suppress(Exception):
-            await _off_loop(leftovers.remove_worktree, shadow.repo.top, tree, tmp)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-async def _off_loop(fn: Callable[..., Any], *args: Any) -> Any:
-    """git in a thread, so the editor's requests are answered meanwhile; a
-    cancelled caller still waits for it to finish, so nothing it was making
-    (a worktree) is left half-registered behind the clean-up."""
-    job = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-    try:
-        return await asyncio.shield(job)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await job
-        raise
-
-
-def top_level_diff(shadow: Shadow) -> str:
-    """The change with paths from the repository's top, which the guard expects."""
-    shadow.diff()  # stages new files in the shadow's own index
-    out = run_git(shadow.worktree, "diff", "--cached", "--no-color", "--no-ext-diff", "--no-renames",
-                  "--full-index", "--src-prefix=a/", "--dst-prefix=b/", shadow.base_commit, raw=True)
-    return out.decode("utf-8", "replace")  # type: ignore[union-attr]
-
-
 async def fix(task: Task, *, root: Path, llm: ChatClient, settings: Settings, context_length: int,
               overlays: dict[str, str] | None = None, baseline: Sequence[str] = (),
               judge: Judge | None = None, on_event: EventSink | None = None,
@@ -238,11 +196,11 @@ async def fix(task: Task, *, root: Path, llm: ChatClient, settings: Settings, co
         guard_task = _guard_task(task, baseline, prefix)
 
         async def verify() -> Verification:
-            diff = await _off_loop(top_level_diff, shadow)
+            diff = await shadow.diff(top_level=True)
             if not diff.strip():
                 return Verification(ok=False, summary="no change was made")
             try:
-                async with pristine(shadow) as base:
+                async with shadow.pristine() as base:
                     verdict = await acheck_diff(base, diff, guard_task, judge=judge, judge_mode=g.judge,
                                                 extra_protected=g.protected, unprotected=g.unprotected,
                                                 allow_new_tests=g.allow_new_tests,
@@ -273,10 +231,10 @@ async def fix(task: Task, *, root: Path, llm: ChatClient, settings: Settings, co
         loop = Loop(task, llm=llm, tools=tools, verify=verify, context=context, limits=limits,
                     on_event=on_event, focus=focus)
         result.report = await loop.run()
-        result.diff = await _off_loop(shadow.diff)
+        result.diff = await shadow.diff()
         result.verified = result.report.status == "fixed"
         if result.verified:
-            await _off_loop(shadow.record_fix, task.title)
+            await shadow.record_fix(task.title)
     finally:
         await shadow.close()
     return result

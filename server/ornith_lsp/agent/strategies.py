@@ -281,7 +281,7 @@ async def _rewrite(agent: Agent, *, rounds: int, repair: bool, reproduce: bool =
                                                  outcome=outcome[:300], wall_s=round(time.monotonic() - started, 2)))
         if verified is not None:
             raise verified
-        await asyncio.to_thread(agent.tools.reset)
+        await agent.tools.reset()
         failures.append(outcome[:200])
         if repair:
             conversation = [*conversation, {"role": "assistant", "content": done.text},

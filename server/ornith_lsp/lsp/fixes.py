@@ -28,6 +28,7 @@ from ornith_lsp.tasks.project import tasks_from_cases
 from ornith_lsp.tasks.pytest_report import run_tests, tasks_from_results
 from ornith_lsp.workspace import PatchError, Shadow, WorkspaceError, diff_to_workspace_edit, diffs, rollback
 from ornith_lsp.workspace.checkpoints import prune_checkpoints
+from ornith_lsp.workspace.offloop import off_loop
 
 if TYPE_CHECKING:
     from ornith_lsp.lsp.server import OrnithServer
@@ -451,11 +452,11 @@ def queue_status(ls: OrnithServer) -> dict[str, Any]:
             "queueLimit": ls.settings.agent.queue_limit}
 
 
-def roll_back(ls: OrnithServer, task_id: str) -> dict[str, Any]:
+async def roll_back(ls: OrnithServer, task_id: str) -> dict[str, Any]:
     state = ls.fixes.by_task.get(task_id)
     checkpoint = state.result.checkpoint_id if state and state.result else task_id
     try:
-        done = rollback(ls.root, checkpoint)
+        done = await off_loop(rollback, ls.root, checkpoint)
     except WorkspaceError as exc:
         return {"rolledBack": False, "reason": str(exc)}
     return {"rolledBack": True, "restored": list(done.restored), "removed": list(done.removed), "undo": done.undo}

@@ -255,8 +255,8 @@ def build(cli_settings: dict[str, Any] | None = None) -> OrnithServer:
         return fixes.queue_status(ls)
 
     @server.command("ornith.rollback")
-    def roll_back(ls: OrnithServer, task_id: str) -> dict[str, Any]:
-        return fixes.roll_back(ls, task_id)
+    async def roll_back(ls: OrnithServer, task_id: str) -> dict[str, Any]:
+        return await fixes.roll_back(ls, task_id)
 
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: OrnithServer, *args: Any) -> None:
