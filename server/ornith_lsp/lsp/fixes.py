@@ -203,12 +203,13 @@ async def start_fix(ls: OrnithServer, task: Task) -> dict[str, Any]:
                 "reason": f"{ls.fixes.waiting()} fixes are waiting already (agent.queue_limit); "
                           "cancel some (ornith.cancelAll) or wait"}
     texts, versions = _open_documents(ls)
-    state = FixState(task=task, versions=versions, queued=True)
+    # queued when the fixes ahead of it fill the slots: counted now, not when their tasks first run
+    state = FixState(task=task, versions=versions, queued=ls.fixes.running() + ls.fixes.waiting() >= concurrency(ls))
     ls.fixes.by_task.pop(task.id, None)  # re-inserted last: the newest
     ls.fixes.by_task[task.id] = state
     ls.fixes.forget_oldest()
     state.job = asyncio.create_task(_run_fix(ls, state, texts))
-    return {"taskId": task.id, "status": "queued" if ls.fixes.running() >= concurrency(ls) else "started"}
+    return {"taskId": task.id, "status": "queued" if state.queued else "started"}
 
 
 async def _run_fix(ls: OrnithServer, state: FixState, overlays: dict[str, str]) -> None:
@@ -223,15 +224,16 @@ async def _run_fix(ls: OrnithServer, state: FixState, overlays: dict[str, str]) 
         cancelled = ls.work_done_progress.tokens.get(token)
         if cancelled is not None and state.job is not None:
             cancelled.add_done_callback(lambda f: state.job.cancel() if f.cancelled() else None)
+    entered = False
     try:
         async with ls.fixes.slots(concurrency(ls)):
-            state.queued = False
+            state.queued, entered = False, True
             # the buffers as they are when the fix really starts, not when it was queued
             overlays, state.versions = _open_documents(ls)
             await _fix_now(ls, state, overlays, token, progress)
         await prune(ls)
     except asyncio.CancelledError:
-        if state.queued:  # cancelled while waiting: it never started
+        if not entered:  # cancelled while waiting: it never started
             ls.protocol.notify("ornith/fixDone", {"taskId": state.task.id, "status": "cancelled",
                                                   "reason": "cancelled while queued", "verified": False})
             if progress:

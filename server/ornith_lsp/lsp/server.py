@@ -12,7 +12,7 @@ import json
 import logging
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidRequest, JsonRpcParseError
@@ -23,7 +23,7 @@ from pygls.uris import to_fs_path
 from ornith_lsp import __version__
 from ornith_lsp import settings as settings_mod
 from ornith_lsp.backends.runtime import Backend, BackendUnavailable, make_plan
-from ornith_lsp.lsp import fixes
+from ornith_lsp.lsp import fixes, stdio
 from ornith_lsp.tasks import Task
 from ornith_lsp.workspace import leftovers
 
@@ -77,6 +77,11 @@ class OrnithServer(LanguageServer):
         self._housekeeping: asyncio.Task[Any] | None = None
         self.fixes = fixes.Fixes()
         self.baseline: list[str] = []  # tests that passed at the last ornith.runTests
+
+    def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+        """stdio with the event loop reading the pipe (see :mod:`ornith_lsp.lsp.stdio`)."""
+        if not stdio.serve(self, stdin, stdout):
+            super().start_io(stdin, stdout)
 
     def report_server_error(self, error: Exception, source) -> None:
         """A body that is not JSON cannot be tied to a request id; JSON-RPC says
