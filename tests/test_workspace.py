@@ -3,9 +3,11 @@ diff -> WorkspaceEdit / text / files conversions."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from ornith_lsp.workspace import (
 )
 from ornith_lsp.workspace import diffs
 from ornith_lsp.workspace.edits import text_edits
+from ornith_lsp.workspace.offloop import off_loop
 
 GIT_ENV = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
@@ -223,6 +226,54 @@ async def test_workspace_root_in_a_subdirectory(repo):
         shadow.write("m.py", "M = 3\n")
         assert await shadow.changed_files() == ["m.py"]
         assert (await shadow.diff()).startswith("diff --git a/m.py b/m.py\n")
+
+
+async def test_the_shadows_git_runs_off_the_event_loop(repo, monkeypatch):
+    """Every git call of the verify and apply paths runs in a worker thread:
+    the loop that answers the editor never waits for git."""
+    import git as gitpython
+
+    loop_thread, threads = threading.get_ident(), []
+    real = gitpython.Git.execute
+
+    def spy(self, *args, **kwargs):
+        threads.append(threading.get_ident())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(gitpython.Git, "execute", spy)
+    async with await Shadow.create(repo, {"calc.py": "def add(a, b):\n    return a - b  # unsaved\n"}) as shadow:
+        shadow.write("calc.py", "def add(a, b):\n    return a + b\n")
+        assert "+    return a + b" in await shadow.diff(top_level=True)
+        assert await shadow.changed_files() == ["calc.py"]
+        async with shadow.pristine() as base:
+            assert (base / "calc.py").read_text() == "def add(a, b):\n    return a - b  # unsaved\n"
+        assert await shadow.record_fix("fix add")
+        await shadow.reset()
+        assert await shadow.diff() == ""
+    assert len(threads) > 10 and loop_thread not in threads
+    assert git(repo, "worktree", "list").count("\n") == 1
+
+
+async def test_a_cancelled_caller_still_waits_for_the_thread():
+    """What the thread was making is finished before the cancellation goes on,
+    so the caller's clean-up never races it -- even when cancelled twice."""
+    started, release, finished = threading.Event(), threading.Event(), []
+
+    def work() -> None:
+        started.set()
+        release.wait(10)
+        finished.append(True)
+
+    job = asyncio.create_task(off_loop(work))
+    assert await asyncio.to_thread(started.wait, 10)
+    for _ in range(2):
+        job.cancel()
+        await asyncio.sleep(0.05)
+        assert not job.done()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    assert finished == [True]
 
 
 # ------------------------------------------------------------------ edits

@@ -124,7 +124,7 @@ async def spawn(
             cwd=cwd,
             env=dict(env) if env is not None else None,
             start_new_session=True,
-            **({} if prefix else {"preexec_fn": _tool_child if nice else _die_with_parent}),
+            preexec_fn=None if prefix else _tool_child if nice else _die_with_parent,
         )
     _GROUPS.add(proc.pid)
     if prefix:

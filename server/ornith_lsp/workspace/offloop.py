@@ -31,14 +31,21 @@ async def off_loop(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     try:
         return await asyncio.shield(job)
     except asyncio.CancelledError:
-        while not job.done():
-            try:
-                await asyncio.wait([job])
-            except asyncio.CancelledError:  # cancelled again: still wait
-                continue
-        if not job.cancelled():
-            job.exception()  # retrieved: the caller's cancellation is what goes on
+        await settled(job)
         raise
+
+
+async def settled(job: asyncio.Future[T]) -> None:
+    """Wait until ``job`` is done, however often the waiter is cancelled
+    meanwhile; its outcome is left on it (an error counts as retrieved: the
+    caller's cancellation is what goes on)."""
+    while not job.done():
+        try:
+            await asyncio.wait([job])
+        except asyncio.CancelledError:  # cancelled again: still wait
+            continue
+    if not job.cancelled():
+        job.exception()
 
 
 @contextlib.asynccontextmanager

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ornith_lsp.workspace import leftovers
 from ornith_lsp.workspace.checkpoints import Checkpoint, create_checkpoint, record_fix
-from ornith_lsp.workspace.offloop import off_loop
+from ornith_lsp.workspace.offloop import off_loop, settled
 from ornith_lsp.workspace.repo import UserRepo, WorkspaceError, global_excludes, open_repo, run_git
 
 # What running tools in the shadow leaves behind, kept out of diff() even in
@@ -71,11 +71,9 @@ class Shadow:
         try:
             return await asyncio.shield(job)
         except asyncio.CancelledError:
-            try:
-                shadow = await job
-            except Exception:
-                raise asyncio.CancelledError from None
-            await shadow.close()
+            await settled(job)
+            if not job.cancelled() and job.exception() is None:
+                await job.result().close()
             raise
 
     @classmethod
