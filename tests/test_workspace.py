@@ -27,7 +27,7 @@ from ornith_lsp.workspace import (
 )
 from ornith_lsp.workspace import diffs
 from ornith_lsp.workspace.edits import text_edits
-from ornith_lsp.workspace.offloop import off_loop
+from ornith_lsp.offloop import off_loop
 
 GIT_ENV = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}

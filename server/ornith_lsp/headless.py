@@ -36,7 +36,7 @@ from ornith_lsp.tasks.runners import TestsCannotRun
 from ornith_lsp.tasks.linters import run_mypy, run_ruff
 from ornith_lsp.tasks.pytest_report import run_tests, tasks_from_results
 from ornith_lsp.workspace import PatchError, Shadow, WorkspaceError, apply_to_tree, diffs, leftovers
-from ornith_lsp.workspace.offloop import off_loop
+from ornith_lsp.offloop import off_loop
 
 
 class Progress:

@@ -29,7 +29,7 @@ from ornith_lsp.guard.monitors.testside import describe
 from ornith_lsp.guard.testdiff import behaviour_changes, new_test_problems
 from ornith_lsp.guard.verdict import Finding, GuardError, Verdict
 from ornith_lsp.workspace import diffs
-from ornith_lsp.workspace.offloop import off_loop, temporary_directory
+from ornith_lsp.offloop import off_loop, temporary_directory
 
 __all__ = ["Finding", "GuardError", "Review", "Verdict", "acheck_diff", "check_diff", "open_repo", "parse_task", "review_diff"]
 

@@ -29,7 +29,7 @@ from ornith_lsp.guard.boundary import SECTIONED, Boundary
 from ornith_lsp.guard.monitors.core import list_files
 from ornith_lsp.guard.outcome import GradeResult, selects as _selects
 from ornith_lsp.guard.verdict import GuardError
-from ornith_lsp.workspace.offloop import off_loop
+from ornith_lsp.offloop import off_loop
 
 CONFIG_CANDIDATES = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
 DROPPED_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTHONSTARTUP", "PYTHONINSPECT", "PYTEST_CURRENT_TEST")

@@ -31,7 +31,7 @@ from ornith_lsp.guard.monitors.comments import LINE_SUPPRESSIONS, added_suppress
 from ornith_lsp.guard.monitors.core import FileChange
 from ornith_lsp.guard.verdict import Finding
 from ornith_lsp.tasks.linters import find_tool, parse_mypy_output, parse_ruff_json
-from ornith_lsp.workspace.offloop import off_loop, temporary_directory
+from ornith_lsp.offloop import off_loop, temporary_directory
 
 TOOL_OF = {"noqa": "ruff", "type: ignore": "mypy"}
 DEFAULT_TIMEOUT_S = 120.0

@@ -28,7 +28,7 @@ from ornith_lsp.tasks.project import tasks_from_cases
 from ornith_lsp.tasks.pytest_report import run_tests, tasks_from_results
 from ornith_lsp.workspace import PatchError, Shadow, WorkspaceError, diff_to_workspace_edit, diffs, rollback
 from ornith_lsp.workspace.checkpoints import prune_checkpoints
-from ornith_lsp.workspace.offloop import off_loop
+from ornith_lsp.offloop import off_loop
 
 if TYPE_CHECKING:
     from ornith_lsp.lsp.server import OrnithServer

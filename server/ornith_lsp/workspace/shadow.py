@@ -7,7 +7,7 @@ what the user sees, tests run against that, and the result is a plain
 as they were; only objects and refs under ``refs/ornith/`` are added.
 
 git runs synchronously (GitPython); every method that runs git is async and
-moves it to a thread (:func:`~ornith_lsp.workspace.offloop.off_loop`), so the
+moves it to a thread (:func:`~ornith_lsp.offloop.off_loop`), so the
 language server keeps answering while a large tree is checked out, staged or
 diffed.  Only ``read`` and ``write`` of one file stay synchronous.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ornith_lsp.workspace import leftovers
 from ornith_lsp.workspace.checkpoints import Checkpoint, create_checkpoint, record_fix
-from ornith_lsp.workspace.offloop import off_loop, settled
+from ornith_lsp.offloop import off_loop, settled
 from ornith_lsp.workspace.repo import UserRepo, WorkspaceError, global_excludes, open_repo, run_git
 
 # What running tools in the shadow leaves behind, kept out of diff() even in

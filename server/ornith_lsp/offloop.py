@@ -1,8 +1,10 @@
 """Blocking work (git, copying or walking a file tree) in a thread, so the
 event loop that answers the editor never waits on the disk.
 
-One helper, used wherever the verify and apply paths touch git or a tree: a
-hover must not wait for ``git worktree add`` of a large repository.
+One helper, used wherever the verify and apply paths touch git or a tree
+(the workspace, the guard, the test runs): a hover must not wait for ``git
+worktree add`` of a large repository.  It sits on the lowest floor, beside
+``procs``, so every package may use it.
 """
 
 from __future__ import annotations
