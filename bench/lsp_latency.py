@@ -15,14 +15,25 @@ request.  Figures: p50 and p99 of each, and busy / idle.
 ``--queue N``: the editor fires many fixes at once instead.  A repository
 with N failing tests, ``ornith.fixTests`` queues a fix for each (the queue
 runs ``agent.concurrency`` at a time, 2 here), and hover and codeAction are
-timed while the queue drains.  The model is the ScriptedPolicyServer TEST
-DOUBLE (tests/policy_double.py, answering after 0.2 s): fifty real fixes with
-the embedded model would take hours here, and what is measured is the
-server's event loop, not the model.  Figures: p50/p99 idle and while the
-queue runs, the queue's drain time, tasks finished, leftover worktrees.
+timed while the queue drains.  Every fix goes the whole way: plan, read,
+edit, the agent's own test run in its shadow, then verification (the
+guard's pristine worktree, a copied tree, grading in a fresh pytest), the
+re-check against the workspace, and the verified fix offered -- so a
+codeAction on a fixed test computes its WorkspaceEdit.  The model is the
+ScriptedPolicyServer TEST DOUBLE (tests/policy_double.py, each conversation
+replaying the same script, answering after 0.2 s): fifty real fixes with the
+embedded model would take hours here, and what is measured is the server's
+event loop, not the model.  A no-op request (a method the server does not
+have, answered by pygls alone) is timed beside them: what slows it too is
+the loop or the machine, not the handlers.  The server runs under
+bench/loop_probe.py, which records every loop callback over 5 ms and splits
+its time into the loop's own work (blocking), waiting for a core (other
+processes: the fixes' test runs) and the rest (the GIL, the disk).
+Figures: p50/p99 idle and while the queue runs, the queue's drain time,
+tasks finished and verified, leftover worktrees, the slow callbacks.
 
     python bench/lsp_latency.py [--samples 300] [--quick]
-    python bench/lsp_latency.py --queue 50 [--quick]
+    python bench/lsp_latency.py --queue 50 [--quick]      # --quick: at most 6 fixes
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -67,8 +79,11 @@ class Editor:
         for method in ("ornith/plan", "ornith/step", types.WINDOW_LOG_MESSAGE, types.WINDOW_SHOW_MESSAGE):
             self.client.feature(method)(lambda params: None)
 
-    async def start(self, repo: Path, options: dict) -> None:
-        await self.client.start_io(sys.executable, "-m", "ornith_lsp", "serve")
+    async def start(self, repo: Path, options: dict, probe: Path | None = None) -> None:
+        if probe is None:
+            await self.client.start_io(sys.executable, "-m", "ornith_lsp", "serve")
+        else:
+            await self.client.start_io(sys.executable, str(Path(__file__).with_name("loop_probe.py")), str(probe), "serve")
         server = self.client._server
         assert server is not None and server.stderr is not None
         self._drain = asyncio.create_task(self._read_all(server.stderr))
@@ -225,22 +240,61 @@ def queue_repo(n: int) -> dict[str, str]:
             "test_calc.py": "from calc import add\n" + tests}
 
 
+# One conversation, replayed by every fix: read, edit, the step's test run, finish (verification).
+FIXING = [
+    {"goal": "fix add", "strategy": "read, fix the operator, verify",
+     "steps": [{"intent": "read calc.py", "tools": ["read_file"], "check": {"kind": "context_read", "description": ""}},
+               {"intent": "fix add", "tools": ["edit", "run_tests"],
+                "check": {"kind": "target_tests_pass", "description": ""}},
+               {"intent": "finish", "tools": ["finish"], "check": {"kind": "target_tests_pass", "description": ""}}],
+     "replan_when": [], "budget": {"turns": 12, "tokens": 20000}},
+    {"thought": "look", "tool": "read_file", "path": "calc.py"},
+    {"tool": "step_done"},
+    {"tool": "edit", "path": "calc.py", "search": "return a - b", "replace": "return a + b"},
+    {"tool": "step_done"},
+    {"tool": "finish", "summary": "fixed the operator"},
+]
+QUEUE_KINDS = ("codeAction", "hover", "noop")
+
+
+def probe_summary(path: Path, t0: float, t1: float) -> dict:
+    """The probe's slow loop callbacks while the queue ran, summed by where they were."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"error": f"no probe record at {path}"}
+    slow = [c for c in record["slow"] if t0 <= c["at_s"] <= t1]
+    total = lambda key: round(sum(c.get(key, 0.0) for c in slow), 1)  # noqa: E731
+    by_where: dict[str, dict] = {}
+    for c in slow:
+        key = c["where"][0]["stack"] if c["where"] else c["callback"]
+        entry = by_where.setdefault(key, {"n": 0, "wall_ms": 0.0, "cpu_ms": 0.0, "max_ms": 0.0})
+        entry["n"] += 1
+        entry["wall_ms"] = round(entry["wall_ms"] + c["wall_ms"], 1)
+        entry["cpu_ms"] = round(entry["cpu_ms"] + c["cpu_ms"], 1)
+        entry["max_ms"] = max(entry["max_ms"], c["wall_ms"])
+    top = sorted(by_where.items(), key=lambda kv: -kv[1]["wall_ms"])[:8]
+    return {"threshold_ms": record["threshold_ms"], "slow_callbacks": len(slow),
+            "wall_ms": total("wall_ms"), "cpu_ms": total("cpu_ms"), "runq_ms": total("runq_ms"),
+            "other_ms": total("other_ms"), "gc_ms": total("gc_ms"), "max_ms": max((c["wall_ms"] for c in slow), default=0.0),
+            "over_20ms": sum(1 for c in slow if c["wall_ms"] > 20),
+            "over_20ms_cpu_bound": sum(1 for c in slow if c["wall_ms"] > 20 and c["cpu_ms"] > c["wall_ms"] / 2),
+            "top": [{"where": k, **v} for k, v in top]}
+
+
 async def queue_main(n: int, samples: int) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from policy_double import ScriptedPolicyServer
 
-    read = {"thought": "look", "tool": "read_file", "path": "calc.py"}
-    plan = {"goal": "fix add", "strategy": "read then fix",
-            "steps": [{"intent": "read calc.py", "tools": ["read_file"], "check": {"kind": "context_read", "description": ""}}],
-            "budget": {"turns": 6, "tokens": 20000}}
     with tempfile.TemporaryDirectory(prefix="ornith-lsp-queue-") as tmp, \
-            ScriptedPolicyServer(([plan] + [read] * 5) * n, delay_s=0.2) as policy:
+            ScriptedPolicyServer(FIXING, delay_s=0.2, per_conversation=True) as policy:
         repo = make_repo(Path(tmp) / "repo", queue_repo(n))
+        probe = Path(tmp) / "probe.json"
         options = {"backend": {"kind": "remote", "endpoint": policy.url, "model": "scripted"},
-                   "agent": {"max_turns": 6, "test_timeout_s": 60, "concurrency": 2, "queue_limit": max(n, 1)}}
+                   "agent": {"max_turns": 12, "test_timeout_s": 60, "concurrency": 2, "queue_limit": max(n, 1)}}
         editor = Editor()
         try:
-            await editor.start(repo, options)
+            await editor.start(repo, options, probe=probe)
             while (await editor.command("ornith.backendStatus"))["state"] != "ready":
                 await asyncio.sleep(0.1)
             summary = await editor.command("ornith.runTests")
@@ -257,18 +311,20 @@ async def queue_main(n: int, samples: int) -> dict:
                 t0 = time.perf_counter()
                 if kind == "codeAction":
                     await editor.request(types.TEXT_DOCUMENT_CODE_ACTION, action_params)
-                else:
+                elif kind == "hover":
                     await editor.request(types.TEXT_DOCUMENT_HOVER, hover_params)
+                else:  # no handler: pygls answers MethodNotFound straight from the loop
+                    with contextlib.suppress(Exception):
+                        await editor.request("ornith/noSuchMethod", None)
                 return (time.perf_counter() - t0) * 1000
 
-            kinds = ("codeAction", "hover")
-            idle: dict[str, list[float]] = {k: [] for k in kinds}
-            busy: dict[str, list[float]] = {k: [] for k in kinds}
+            idle: dict[str, list[float]] = {k: [] for k in QUEUE_KINDS}
+            busy: dict[str, list[float]] = {k: [] for k in QUEUE_KINDS}
             for _ in range(samples):
-                for kind in kinds:
+                for kind in QUEUE_KINDS:
                     idle[kind].append(await timed(kind))
                     await asyncio.sleep(0.01)
-            t0 = time.monotonic()
+            t0, wall0 = time.monotonic(), time.perf_counter()
             started = await editor.command("ornith.fixTests")
             queued_at_start = await editor.command("ornith.queue")
             peak_queued = queued_at_start["queued"]
@@ -277,26 +333,33 @@ async def queue_main(n: int, samples: int) -> dict:
                 peak_queued = max(peak_queued, q["queued"])
                 if q["running"] == 0 and q["queued"] == 0:
                     break
-                for kind in kinds:
+                for kind in QUEUE_KINDS:
                     busy[kind].append(await timed(kind))
                     await asyncio.sleep(0.01)
             drain_s = time.monotonic() - t0
+            wall1 = time.perf_counter()
             tasks = await editor.command("ornith.tasks")
+            offered = await editor.request(types.TEXT_DOCUMENT_CODE_ACTION, action_params)
         finally:
             await editor.stop()
         worktrees = subprocess.run(["git", "worktree", "list"], cwd=repo, capture_output=True, text=True).stdout
+        loop = probe_summary(probe, wall0, wall1)
     finished = sum(1 for t in tasks if t["status"] not in ("running", "queued"))
     result: dict[str, Any] = {
         "mode": "queue", "tasks": n, "concurrency": 2, "samples_idle_per_kind": samples,
         "started": len(started["started"]), "peak_queued": peak_queued, "finished": finished,
+        "fixed": sum(1 for t in tasks if t["status"] == "fixed"),
+        "apply_offered": any("apply verified fix" in (a.get("title") or "") for a in offered or []),
         "drain_s": round(drain_s, 1), "tasks_per_min": round(finished / drain_s * 60, 1) if drain_s else None,
         "worktrees_left": worktrees.count("\n") - 1,
         "idle": {k: stats(v) for k, v in idle.items()}, "queue_running": {k: stats(v) for k, v in busy.items()},
+        "loop_probe": loop,
         "raw_ms": {"idle": idle, "queue_running": busy},
     }
     result["headline"] = [
-        headline(f"{k} p99 while {n} fixes queue (ms)", result["queue_running"][k]["p99_ms"], "ms") for k in kinds
-    ] + [headline(f"{n}-fix queue drained in (s)", result["drain_s"], "s")]
+        headline(f"{k} p99 while {n} fixes queue (ms)", result["queue_running"][k]["p99_ms"], "ms") for k in QUEUE_KINDS
+    ] + [headline(f"{n}-fix queue drained in (s)", result["drain_s"], "s"),
+         headline("loop callbacks over 20 ms while the queue ran", loop.get("over_20ms"))]
     return result
 
 
@@ -315,13 +378,22 @@ if __name__ == "__main__":
         n = min(a.queue, 6) if a.quick else a.queue
         result = asyncio.run(queue_main(n, 20 if a.quick else 100))
         path = write("lsp_queue_latency", result, a.quick)
-        print(f"{n} fixes, concurrency 2: drained in {result['drain_s']} s, {result['finished']} finished, "
-              f"peak {result['peak_queued']} queued, {result['worktrees_left']} worktrees left")
+        print(f"{n} fixes, concurrency 2: drained in {result['drain_s']} s, {result['finished']} finished "
+              f"({result['fixed']} verified), peak {result['peak_queued']} queued, "
+              f"{result['worktrees_left']} worktrees left")
         print(f"{'request':<12}{'phase':<14}{'n':>5}{'p50 ms':>10}{'p99 ms':>10}")
-        for k in ("codeAction", "hover"):
+        for k in QUEUE_KINDS:
             for phase in ("idle", "queue_running"):
                 st = result[phase][k]
                 print(f"{k:<12}{phase:<14}{st['n']:>5}{_ms(st['p50_ms']):>10}{_ms(st['p99_ms']):>10}")
+        lp = result["loop_probe"]
+        if "error" not in lp:
+            print(f"loop callbacks over {lp['threshold_ms']:g} ms while the queue ran: {lp['slow_callbacks']} "
+                  f"(max {lp['max_ms']} ms, {lp['over_20ms']} over 20 ms, {lp['over_20ms_cpu_bound']} of them "
+                  f"on the loop's own CPU); their time: {lp['cpu_ms']} ms loop CPU, {lp['runq_ms']} ms waiting "
+                  f"for a core, {lp['other_ms']} ms other; {lp['gc_ms']} ms of it garbage collection")
+            for t in lp["top"][:5]:
+                print(f"  {t['n']:>4} x, {t['wall_ms']:>8} ms (cpu {t['cpu_ms']}), max {t['max_ms']}: {t['where'][:150]}")
         print(f"-> {path}")
         raise SystemExit(0)
     samples, limit = (20, 60) if a.quick else (a.samples, a.busy_limit_s)

@@ -25,8 +25,14 @@ def native(call: dict[str, Any]) -> str:
 
 
 class ScriptedPolicyServer:
-    def __init__(self, answers: list[str | dict[str, Any]], delay_s: float = 0.0):
+    """``per_conversation``: every conversation (an agent's own message
+    history) replays ``answers`` from its start, the answer chosen by how many
+    answers the conversation already holds -- so fixes running side by side
+    each get the whole script, however their requests interleave."""
+
+    def __init__(self, answers: list[str | dict[str, Any]], delay_s: float = 0.0, per_conversation: bool = False):
         self.delay_s = delay_s
+        self.per_conversation = per_conversation
         self.answers = [a if isinstance(a, str) else json.dumps(a) for a in answers]
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -50,6 +56,8 @@ class ScriptedPolicyServer:
                 with outer._lock:
                     outer.requests.append(request)
                     index = len(outer.requests) - 1
+                if outer.per_conversation:
+                    index = sum(1 for m in request["messages"] if m["role"] == "assistant")
                 time.sleep(outer.delay_s)
                 text = outer.answers[index] if index < len(outer.answers) else '{"tool": "finish", "summary": "script ran out"}'
                 prompt = sum(len(m["content"]) for m in request["messages"]) // 4

@@ -3,9 +3,11 @@ diff -> WorkspaceEdit / text / files conversions."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from ornith_lsp.workspace import (
 )
 from ornith_lsp.workspace import diffs
 from ornith_lsp.workspace.edits import text_edits
+from ornith_lsp.offloop import off_loop
 
 GIT_ENV = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
@@ -90,7 +93,7 @@ async def test_shadow_mirrors_what_the_user_sees(repo):
         assert shadow.read("staged.txt") == "v3 in the working tree\n"  # the working tree wins
         assert not (shadow.path / "gone.txt").exists()  # deleted
         assert not (shadow.path / "debug.log").exists() and not (shadow.path / "build").exists()  # ignored
-        assert shadow.diff() == "" and shadow.changed_files() == []
+        assert await shadow.diff() == "" and await shadow.changed_files() == []
     assert user_state(repo) == before
 
 
@@ -113,8 +116,8 @@ async def test_diff_against_the_checkpoint(repo):
         (shadow.path / "notes.txt").unlink()
         (shadow.path / "pkg" / "__pycache__").mkdir()
         (shadow.path / "pkg" / "__pycache__" / "new.cpython-311.pyc").write_bytes(b"\0junk")
-        diff = shadow.diff()
-        assert shadow.changed_files() == ["calc.py", "notes.txt", "pkg/new.py"]
+        diff = await shadow.diff()
+        assert await shadow.changed_files() == ["calc.py", "notes.txt", "pkg/new.py"]
     assert "--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,2 @@\n def add(a, b):\n-    return a - b\n+    return a + b\n" in diff
     assert "diff --git a/pkg/new.py b/pkg/new.py\nnew file mode 100644\n" in diff
     assert "--- /dev/null\n+++ b/pkg/new.py\n@@ -0,0 +1 @@\n+x = 1\n" in diff
@@ -157,7 +160,7 @@ async def test_repository_without_commits(tmp_path):
         assert git(root, "rev-list", "--parents", "-n1", shadow.base_commit).split() == [shadow.base_commit]  # orphan
         assert shadow.read("a.py") == "A = 1\n" and shadow.read("b.py") == "B = 1\n" and shadow.read("c.py") == "C = 1\n"
         shadow.write("a.py", "A = 2\n")
-        assert shadow.changed_files() == ["a.py"]
+        assert await shadow.changed_files() == ["a.py"]
     assert user_state(root) == before
     assert git(root, "rev-parse", "-q", "--verify", "HEAD", check=False) == ""
 
@@ -184,8 +187,8 @@ async def test_rollback_restores_only_what_the_fix_touched(repo):
     shadow = await Shadow.create(repo, {})
     shadow.write("calc.py", "def add(a, b):\n    return a + b\n")
     shadow.write("helpers.py", "def helper():\n    pass\n")
-    diff = shadow.diff()
-    shadow.record_fix()
+    diff = await shadow.diff()
+    await shadow.record_fix()
     await shadow.close()
     assert apply_to_tree(diff, repo) == ["calc.py", "helpers.py"]
     assert (repo / "calc.py").read_text().endswith("a + b\n")
@@ -221,8 +224,56 @@ async def test_workspace_root_in_a_subdirectory(repo):
         assert shadow.path == shadow.worktree / "sub"
         assert shadow.read("m.py") == "M = 2\n"
         shadow.write("m.py", "M = 3\n")
-        assert shadow.changed_files() == ["m.py"]
-        assert shadow.diff().startswith("diff --git a/m.py b/m.py\n")
+        assert await shadow.changed_files() == ["m.py"]
+        assert (await shadow.diff()).startswith("diff --git a/m.py b/m.py\n")
+
+
+async def test_the_shadows_git_runs_off_the_event_loop(repo, monkeypatch):
+    """Every git call of the verify and apply paths runs in a worker thread:
+    the loop that answers the editor never waits for git."""
+    import git as gitpython
+
+    loop_thread, threads = threading.get_ident(), []
+    real = gitpython.Git.execute
+
+    def spy(self, *args, **kwargs):
+        threads.append(threading.get_ident())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(gitpython.Git, "execute", spy)
+    async with await Shadow.create(repo, {"calc.py": "def add(a, b):\n    return a - b  # unsaved\n"}) as shadow:
+        shadow.write("calc.py", "def add(a, b):\n    return a + b\n")
+        assert "+    return a + b" in await shadow.diff(top_level=True)
+        assert await shadow.changed_files() == ["calc.py"]
+        async with shadow.pristine() as base:
+            assert (base / "calc.py").read_text() == "def add(a, b):\n    return a - b  # unsaved\n"
+        assert await shadow.record_fix("fix add")
+        await shadow.reset()
+        assert await shadow.diff() == ""
+    assert len(threads) > 10 and loop_thread not in threads
+    assert git(repo, "worktree", "list").count("\n") == 1
+
+
+async def test_a_cancelled_caller_still_waits_for_the_thread():
+    """What the thread was making is finished before the cancellation goes on,
+    so the caller's clean-up never races it -- even when cancelled twice."""
+    started, release, finished = threading.Event(), threading.Event(), []
+
+    def work() -> None:
+        started.set()
+        release.wait(10)
+        finished.append(True)
+
+    job = asyncio.create_task(off_loop(work))
+    assert await asyncio.to_thread(started.wait, 10)
+    for _ in range(2):
+        job.cancel()
+        await asyncio.sleep(0.05)
+        assert not job.done()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    assert finished == [True]
 
 
 # ------------------------------------------------------------------ edits

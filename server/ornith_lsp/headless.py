@@ -42,9 +42,9 @@ from ornith_lsp.agent.service import (
     VerifyEvent,
 )
 from ornith_lsp.backends import explain
+from ornith_lsp.offloop import off_loop
 from ornith_lsp.tasks import Task
 from ornith_lsp.workspace import PatchError, Shadow, WorkspaceError, apply_to_tree, leftovers
-from ornith_lsp.workspace.repo import run_git
 
 class Progress:
     """A bar on a terminal, plain lines in a CI log."""
@@ -178,7 +178,7 @@ async def combined_diff(root: Path, overlays: dict[str, str]) -> tuple[str, Shad
     shadow = await Shadow.create(root, label="ornith-fix-output")
     for rel, text in overlays.items():
         shadow.write(rel, text)
-    return shadow.diff(), shadow
+    return await shadow.diff(), shadow
 
 
 async def run_fix(args: argparse.Namespace, settings: settings_mod.Settings) -> int:
@@ -294,13 +294,11 @@ async def _run_fix(args: argparse.Namespace, settings: settings_mod.Settings, st
                 if args.patch:
                     Path(args.patch).write_text(diff)
                 if args.branch:
-                    run_git(shadow.worktree, "-c", "user.name=ornith-lsp", "-c", "user.email=ornith-lsp@localhost",
-                            "commit", "-q", "-a", "-m", f"ornith-lsp: {sum(1 for r in records if r.status == 'fixed')} verified fix(es)")
-                    head = str(run_git(shadow.worktree, "rev-parse", "HEAD")).strip()
-                    run_git(shadow.worktree, "branch", args.branch, head)
+                    await shadow.commit_to_branch(
+                        args.branch, f"ornith-lsp: {sum(1 for r in records if r.status == 'fixed')} verified fix(es)")
                 if args.apply:
                     try:
-                        apply_to_tree(diff, root)
+                        await off_loop(apply_to_tree, diff, root)
                     except (PatchError, OSError) as exc:
                         errors += 1
                         notes.append(f"--apply failed, nothing in PATH was changed: {exc}")

@@ -54,7 +54,7 @@ def native_tools() -> list[dict[str, Any]]:
     """The action union as OpenAI function tools: one per member, its own
     arguments required, so a native call is as well-formed as a constrained one."""
     out = []
-    for member in Action.model_json_schema()["$defs"].values():
+    for member in schema_of(Action)["$defs"].values():
         props = {k: v for k, v in member["properties"].items() if k != "tool"}
         name = member["properties"]["tool"].get("const")
         out.append({"type": "function", "function": {
@@ -206,7 +206,7 @@ class Loop:
     # -- the model's own plan -----------------------------------------------------------
     async def plan(self, why: str | None, scaffold: Scaffold | None = None) -> Scaffold:
         if why is not None:
-            self.tools.reset()
+            await self.tools.reset()
             dead = "; ".join(f"{k}: {v}" for k, v in self.tools.tried.items()) or "none yet"
             self._say(f"Replan. {why}\nThe workspace was reset to the original files.\n"
                       f"Dead ends (never repeat these edits): {dead}\n"

@@ -15,13 +15,7 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
-from ornith_lsp.agent.session import (
-    FixResult,
-    _guard_task,
-    _off_loop,
-    pristine,
-    top_level_diff,
-)
+from ornith_lsp.agent.session import FixResult, _guard_task
 from ornith_lsp.guard.check import acheck_diff
 from ornith_lsp.guard.judge import Judge
 from ornith_lsp.guard.verdict import GuardError
@@ -91,9 +85,9 @@ async def recheck(result: FixResult, *, root: Path, settings: Settings, overlays
                     (shadow.path / path).unlink(missing_ok=True)
                 else:
                     shadow.write(path, text)
-            top_diff = await _off_loop(top_level_diff, shadow)
+            top_diff = await shadow.diff(top_level=True)
             g = settings.guard
-            async with pristine(shadow) as base:
+            async with shadow.pristine() as base:
                 verdict = await acheck_diff(base, top_diff, _guard_task(result.task, baseline), judge=judge,
                                             judge_mode=g.judge, extra_protected=g.protected,
                                             unprotected=g.unprotected, allow_new_tests=g.allow_new_tests,
@@ -101,7 +95,7 @@ async def recheck(result: FixResult, *, root: Path, settings: Settings, overlays
             if not verdict.allowed:
                 reasons = "; ".join(f"{f.monitor}: {f.evidence}" for f in verdict.findings)[:400] if verdict.findings else "blocked"
                 return _refuse(result, f"{refused}; on the new base the fix fails verification: {reasons}")
-            result.diff = await _off_loop(shadow.diff)
+            result.diff = await shadow.diff()
             result.verdict = verdict.to_dict()
             result.notes.append(f"re-verified against the new base ({changed})")
             result.report.reason = f"{result.report.reason}; re-verified after the repository changed ({changed})"

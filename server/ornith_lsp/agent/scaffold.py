@@ -12,6 +12,7 @@ tool needs, so constrained decoding cannot produce a call no tool accepts.
 
 from __future__ import annotations
 
+import functools
 import json
 import typing
 import re
@@ -124,7 +125,10 @@ class ParseError(ValueError):
     """The model's output is not a valid object of the schema; the text goes back to the model."""
 
 
+@functools.cache
 def schema_of(model: type[BaseModel]) -> dict[str, Any]:
+    """Built once per model (tens of ms on a busy machine, and asked for on
+    every turn, on the event loop); callers only read it."""
     return model.model_json_schema()
 
 

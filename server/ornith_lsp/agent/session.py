@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +35,10 @@ from ornith_lsp.settings import Settings
 from ornith_lsp.tasks import Task, polyglot_linters, runners
 from ornith_lsp.tasks.linters import run_mypy, run_ruff
 from ornith_lsp.tasks.pytest_report import run_tests
-from ornith_lsp.workspace import Shadow, leftovers
+from ornith_lsp.offloop import off_loop
+from ornith_lsp.workspace import Shadow
 from ornith_lsp.workspace.diffs import PatchError
 from ornith_lsp.workspace.edits import apply_to_tree
-from ornith_lsp.workspace.repo import run_git
 
 EMBEDDED_NAMES = {m.name for m in EMBEDDED_MODELS.values()}
 CONTEXT_TOKENS = 1500
@@ -185,45 +183,6 @@ def _guard_task(task: Task, baseline: Sequence[str], prefix: str = "") -> GuardT
                      line=loc.line, message=task.message, tests=list(baseline)[:MAX_REGRESSION_TESTS] or None)
 
 
-@contextlib.asynccontextmanager
-async def pristine(shadow: Shadow):
-    """A clean checkout of the checkpoint: the guard's base state.  The user's
-    own tree cannot serve, since it may hold unsaved or newer edits."""
-    tmp = Path(tempfile.mkdtemp(prefix="ornith-base-"))
-    tree = tmp / "base"
-    try:
-        leftovers.mark(tmp, shadow.repo.top, kind="pristine base")
-        await _off_loop(run_git, shadow.worktree, "worktree", "add", "--detach", str(tree), shadow.base_commit)
-        leftovers.track(tmp, shadow.repo.top, tree)
-        yield tree
-    finally:
-        leftovers.untrack(tmp)
-        with contextlib.suppress(Exception):
-            await _off_loop(leftovers.remove_worktree, shadow.repo.top, tree, tmp)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-async def _off_loop(fn: Callable[..., Any], *args: Any) -> Any:
-    """git in a thread, so the editor's requests are answered meanwhile; a
-    cancelled caller still waits for it to finish, so nothing it was making
-    (a worktree) is left half-registered behind the clean-up."""
-    job = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-    try:
-        return await asyncio.shield(job)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await job
-        raise
-
-
-def top_level_diff(shadow: Shadow) -> str:
-    """The change with paths from the repository's top, which the guard expects."""
-    shadow.diff()  # stages new files in the shadow's own index
-    out = run_git(shadow.worktree, "diff", "--cached", "--no-color", "--no-ext-diff", "--no-renames",
-                  "--full-index", "--src-prefix=a/", "--dst-prefix=b/", shadow.base_commit, raw=True)
-    return out.decode("utf-8", "replace")  # type: ignore[union-attr]
-
-
 async def guard_change(shadow: Shadow, diff: str, guard_task: GuardTask | None, settings: Settings,
                        judge: Judge | None) -> Verdict:
     """Every layer of the guard on the shadow's change (``diff``, from the
@@ -232,7 +191,7 @@ async def guard_change(shadow: Shadow, diff: str, guard_task: GuardTask | None, 
     and a patch from elsewhere both come here.  Raises GuardError when no
     verdict can be given."""
     g = settings.guard
-    async with pristine(shadow) as base:
+    async with shadow.pristine() as base:
         return await acheck_diff(base, diff, guard_task, judge=judge, judge_mode=g.judge,
                                  extra_protected=g.protected, unprotected=g.unprotected,
                                  allow_new_tests=g.allow_new_tests, timeout_s=settings.agent.test_timeout_s,
@@ -268,8 +227,8 @@ async def check_patch(diff: str, *, root: Path, settings: Settings, tests: Seque
     PatchError when the diff does not apply, GuardError when no verdict can be
     given."""
     async with await Shadow.create(root, label="check a patch") as shadow:
-        await _off_loop(apply_to_tree, diff, shadow.path)
-        change = await _off_loop(top_level_diff, shadow)
+        await off_loop(apply_to_tree, diff, shadow.path)
+        change = await shadow.diff(top_level=True)
         if not change.strip():
             raise PatchError("the diff changes nothing in the workspace")
         task = _patch_task(tests, baseline, shadow.repo.prefix)
@@ -317,7 +276,7 @@ async def fix(task: Task, *, root: Path, llm: ChatClient, settings: Settings, co
         guard_task = _guard_task(task, baseline, prefix)
 
         async def verify() -> Verification:
-            diff = await _off_loop(top_level_diff, shadow)
+            diff = await shadow.diff(top_level=True)
             if not diff.strip():
                 return Verification(ok=False, summary="no change was made")
             try:
@@ -347,10 +306,10 @@ async def fix(task: Task, *, root: Path, llm: ChatClient, settings: Settings, co
         loop = Loop(task, llm=llm, tools=tools, verify=verify, context=context, limits=limits,
                     on_event=on_event, focus=focus)
         result.report = await loop.run()
-        result.diff = await _off_loop(shadow.diff)
+        result.diff = await shadow.diff()
         result.verified = result.report.status == "fixed"
         if result.verified:
-            await _off_loop(shadow.record_fix, task.title)
+            await shadow.record_fix(task.title)
     finally:
         await shadow.close()
     return result

@@ -22,7 +22,6 @@ code comes back as plain code in a fenced block (:mod:`.edits`).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol
@@ -311,7 +310,7 @@ async def _rewrite(agent: Agent, name: str, *, rounds: int, repair: bool, reprod
                                                  outcome=outcome[:300], wall_s=round(time.monotonic() - started, 2)))
         if verified is not None:
             raise verified
-        await asyncio.to_thread(agent.tools.reset)
+        await agent.tools.reset()
         failures.append(outcome[:200])
         if repair:
             conversation = [*conversation, {"role": "assistant", "content": done.text},

@@ -8,12 +8,13 @@ outside the shadow tree is ever read or written.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from ornith_lsp.agent import edits
@@ -55,7 +56,7 @@ class Tools:
     task: Task
     boundary: Boundary
     checker: Checker
-    reset: Callable[[], None] = lambda: None  # back to the checkpoint before a new plan
+    reset: Callable[[], Awaitable[None]] = lambda: asyncio.sleep(0)  # back to the checkpoint before a new plan (git: async)
     tried: dict[str, str] = field(default_factory=dict)  # edit key -> outcome
     edits_applied: int = 0
     reads: int = 0
@@ -101,6 +102,12 @@ class Tools:
     async def _search(self, a: Search) -> str:
         if not a.query:
             raise ToolError("search needs `query` (plain text, matched literally)")
+        # a walk over the whole tree: in a thread, so a large repository does not stall the editor
+        found = await asyncio.to_thread(self._find, a.query)
+        self.reads += 1
+        return found
+
+    def _find(self, query: str) -> str:
         hits: list[str] = []
         base = self.root.resolve()
         for dirpath, dirnames, filenames in os.walk(base):
@@ -114,12 +121,11 @@ class Tools:
                 except (UnicodeDecodeError, OSError):
                     continue
                 for n, line in enumerate(text.splitlines(), 1):
-                    if a.query in line:
+                    if query in line:
                         hits.append(f"{path.relative_to(base)}:{n}: {line.strip()[:160]}")
                         if len(hits) >= MAX_SEARCH_HITS:
                             return "\n".join(hits) + f"\n(stopped at {MAX_SEARCH_HITS} matches)"
-        self.reads += 1
-        return "\n".join(hits) if hits else f"no match for {a.query!r}"
+        return "\n".join(hits) if hits else f"no match for {query!r}"
 
     async def _edit(self, a: Edit) -> str:
         if len(a.replace.encode()) > MAX_EDIT_BYTES or len(a.search.encode()) > MAX_EDIT_BYTES:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import posixpath
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from ornith_lsp.guard.testdiff import behaviour_changes, new_test_problems
 from ornith_lsp.guard.verdict import Finding, GuardError, Verdict
 from ornith_lsp.paths import SKIP_DIRS
 from ornith_lsp.workspace import diffs
+from ornith_lsp.offloop import off_loop, temporary_directory
 
 __all__ = ["Finding", "GuardError", "GuardTask", "Review", "Verdict", "acheck_diff", "check_diff", "open_repo", "review_diff"]
 
@@ -257,15 +257,16 @@ async def acheck_diff(
     ``python -m pytest``."""
     if judge_mode not in JUDGE_MODES:
         raise GuardError(f"judge mode must be one of {', '.join(JUDGE_MODES)}, not {judge_mode!r}")
-    top = open_repo(root)
+    # the deterministic layers read and walk the base tree: off the event loop, which may be an editor's
+    top = await off_loop(open_repo, root)
     task = GuardTask.parse(task) if task is not None else None
     if boundary is None:
         try:
-            boundary = Boundary.for_repo(top, extra_protected, unprotected, allow_new_tests)
+            boundary = await off_loop(Boundary.for_repo, top, extra_protected, unprotected, allow_new_tests)
         except ValueError as exc:
             raise GuardError(f"guard settings: {exc}") from None
-    review = review_diff(diff_text, boundary=boundary, read_base=lambda p: read_text(top, p),
-                         list_base=lambda: list_files(top), task=task)
+    review = await off_loop(review_diff, diff_text, boundary=boundary, read_base=lambda p: read_text(top, p),
+                            list_base=lambda: list_files(top), task=task)
     if review.apply_error is not None:
         verdict = Verdict(findings=review.findings, notes=review.notes, concerns=review.concerns)
         if not verdict.findings:
@@ -304,9 +305,9 @@ async def acheck_diff(
 async def _grade_change(top: Path, review: Review, targets: list[str], boundary: Boundary,
                         timeout_s: float, python: str | None,
                         test_command: Sequence[str] | None = None) -> GradeResult:
-    with tempfile.TemporaryDirectory(prefix="ornith-guard-") as tmp:
+    async with temporary_directory("ornith-guard-") as tmp:
         shadow = Path(tmp) / "shadow"
-        materialise(top, review.after, shadow)
+        await off_loop(materialise, top, review.after, shadow)
         return await agrade(shadow, DirBase(top), targets, timeout_s=timeout_s, boundary=boundary,
                             python=python, report_dir=Path(tmp) / "report", command=test_command)
 
@@ -317,7 +318,7 @@ async def _collection_layer(verdict: Verdict, top: Path, review: Review, boundar
     new or edited test file must be collected exactly as without it (same node ids, no
     new collection errors).  Without the change means the change's program code with
     the protected files restored, so only the test-side edits are compared."""
-    base_files = set(list_files(top))
+    base_files = set(await off_loop(list_files, top))
     relaxed = list(dict.fromkeys(review.relaxed))
     dirs = {posixpath.dirname(p) for p in relaxed}
     existing = sorted(f for f in base_files if f.endswith(".py") and posixpath.dirname(f) in dirs
@@ -327,11 +328,11 @@ async def _collection_layer(verdict: Verdict, top: Path, review: Review, boundar
     added = [p for p in relaxed if p not in base_files and p.endswith(".py")]
     if not existing and not added:
         return
-    with tempfile.TemporaryDirectory(prefix="ornith-guard-") as tmp:
+    async with temporary_directory("ornith-guard-") as tmp:
         shadow = Path(tmp) / "shadow"
-        materialise(top, review.after, shadow)
+        await off_loop(materialise, top, review.after, shadow)
         after = await collect_ids(shadow, existing + added, timeout_s=timeout_s, python=python)
-        restore_protected(shadow, DirBase(top), boundary)
+        await off_loop(restore_protected, shadow, DirBase(top), boundary)
         before = await collect_ids(shadow, existing, timeout_s=timeout_s, python=python) if existing else None
     if not after.ok or (before is not None and not before.ok):
         why = after.reason if not after.ok else before.reason  # type: ignore[union-attr]

@@ -34,6 +34,7 @@ from ornith_lsp.guard.task import normalise_targets
 from ornith_lsp.guard.verdict import GuardError
 from ornith_lsp.tasks.pytest_report import read_junit
 from ornith_lsp.tasks.runners import language_of_ids
+from ornith_lsp.offloop import off_loop
 
 CONFIG_CANDIDATES = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
 DROPPED_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTHONSTARTUP", "PYTHONINSPECT", "PYTEST_CURRENT_TEST")
@@ -220,14 +221,14 @@ async def agrade(
             boundary = Boundary.for_repo(base.root)
         else:
             boundary = Boundary.for_files(lambda p: _text(base.read(p)))
-    base_files = set(base.files())
+    base_files = set(await off_loop(base.files))
     missing = [t for t in targets if t.split("::")[0] not in base_files]
     if missing:
         return GradeResult(False, reason=(
             f"target test file(s) not in the base tree: {', '.join(missing)}; "
             "a new test never counts toward verification"), kind="new-test-target")
     boundary = boundary.with_targets(t.split("::")[0] for t in targets)
-    restored = restore_protected(shadow_root, base, boundary)
+    restored = await off_loop(restore_protected, shadow_root, base, boundary)  # walks both trees: off the loop
     result = await run_target_tests(shadow_root, targets, timeout_s=timeout_s, python=python, report_dir=report_dir,
                                     command=command, deps_hints=[base.root] if isinstance(base, DirBase) else [])
     result.restored = restored

@@ -24,7 +24,6 @@ from __future__ import annotations
 import configparser
 import json
 import re
-import tempfile
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from ornith_lsp.guard.monitors.comments import LINE_SUPPRESSIONS, added_suppress
 from ornith_lsp.guard.monitors.core import FileChange
 from ornith_lsp.guard.verdict import Finding
 from ornith_lsp.tasks.linters import find_tool, parse_mypy_output, parse_ruff_json
+from ornith_lsp.offloop import off_loop, temporary_directory
 
 TOOL_OF = {"noqa": "ruff", "type: ignore": "mypy"}
 DEFAULT_TIMEOUT_S = 120.0
@@ -73,9 +73,9 @@ async def recheck(
                      "(the guard asks only ruff and mypy); it is blocked as before")
     cleared: set[Finding] = set()
     evidence: dict[Finding, str] = {}
-    with tempfile.TemporaryDirectory(prefix="ornith-lint-") as tmp:
+    async with temporary_directory("ornith-lint-") as tmp:
         tree = Path(tmp) / "tree"
-        materialise(tree)
+        await off_loop(materialise, tree)  # a copied tree: off the event loop
         for tool in sorted({TOOL_OF.get(s.kind, "") for s in spots.values()} - {""}):
             prefix = find_tool(tool)
             mine = {f: s for f, s in spots.items() if TOOL_OF.get(s.kind) == tool}

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
@@ -23,6 +25,14 @@ import pydantic
 log = logging.getLogger("ornith_lsp.llm")
 
 _RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError)
+
+
+@functools.cache
+def _tls(trust_env: bool) -> ssl.SSLContext:
+    """One TLS context per process: building one loads the whole CA bundle
+    (tens of ms of CPU), and a client is made per fix, on the event loop
+    that answers the editor."""
+    return httpx.create_ssl_context(trust_env=trust_env)
 
 
 class Usage(pydantic.BaseModel):
@@ -96,12 +106,14 @@ class ChatClient:
         self.backoff_s = backoff_s
         self._connect_timeout = connect_timeout
         self._api_key = api_key
+        # A proxy from the environment must never sit between us and a
+        # server on this machine; remote endpoints still honour it.
+        trust_env = httpx.URL(self.root).host not in ("127.0.0.1", "localhost", "::1")
         self._http = httpx.AsyncClient(
             headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
             transport=transport,
-            # A proxy from the environment must never sit between us and a
-            # server on this machine; remote endpoints still honour it.
-            trust_env=httpx.URL(self.root).host not in ("127.0.0.1", "localhost", "::1"),
+            trust_env=trust_env,
+            verify=_tls(trust_env),
             timeout=httpx.Timeout(
                 connect=connect_timeout, read=read_timeout,
                 write=connect_timeout, pool=connect_timeout,

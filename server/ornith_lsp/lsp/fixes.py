@@ -52,6 +52,7 @@ from ornith_lsp.tasks import Task
 from ornith_lsp.tasks.diagnostics import from_lsp_diagnostic, relative_path
 from ornith_lsp.workspace import PatchError, WorkspaceError, diff_to_workspace_edit, diffs, rollback
 from ornith_lsp.workspace.edits import Encoding
+from ornith_lsp.offloop import off_loop
 
 if TYPE_CHECKING:
     from ornith_lsp.lsp.server import OrnithServer
@@ -216,12 +217,14 @@ async def start_fix(ls: OrnithServer, task: Task) -> FixStarted:
         return FixStarted(task_id=task.id, status="refused",
                           reason=f"{ls.fixes.waiting()} fixes are waiting already (agent.queue_limit); "
                                  "cancel some (ornith.cancelAll) or wait")
-    state = FixState(task=task, versions={}, queued=True)
+    # queued when the fixes ahead of it fill the slots: counted now, not when their tasks first run
+    state = FixState(task=task, versions={},
+                     queued=ls.fixes.running() + ls.fixes.waiting() >= ls.service.concurrency())
     ls.fixes.by_task.pop(task.id, None)  # re-inserted last: the newest
     ls.fixes.by_task[task.id] = state
     ls.fixes.forget_oldest()
     state.job = asyncio.create_task(_run_fix(ls, state))
-    return FixStarted(task_id=task.id, status="queued" if ls.fixes.running() >= ls.service.concurrency() else "started")
+    return FixStarted(task_id=task.id, status="queued" if state.queued else "started")
 
 
 async def _run_fix(ls: OrnithServer, state: FixState) -> None:
@@ -237,13 +240,14 @@ async def _run_fix(ls: OrnithServer, state: FixState) -> None:
         if cancelled is not None and state.job is not None:
             job = state.job
             cancelled.add_done_callback(lambda f: job.cancel() if f.cancelled() else None)
+    entered = False
     try:
         async with ls.service.slot():
-            state.queued = False
+            state.queued, entered = False, True
             await _fix_now(ls, state, token, progress)
         await ls.service.prune(ls.fixes.offered())
     except asyncio.CancelledError:
-        if state.queued:  # cancelled while waiting: it never started
+        if not entered:  # cancelled while waiting: it never started
             _done(ls, DoneEvent(task_id=state.task.id, title=state.task.title, status="cancelled",
                                 reason="cancelled while queued"))
             if progress:
@@ -476,13 +480,13 @@ def queue_status(ls: OrnithServer) -> QueueStatus:
                        queue_limit=ls.settings.agent.queue_limit)
 
 
-def roll_back(ls: OrnithServer, task_id: str) -> RollbackResult:
+async def roll_back(ls: OrnithServer, task_id: str) -> RollbackResult:
     state = ls.fixes.by_task.get(task_id)
     checkpoint = state.result.checkpoint_id if state and state.result else task_id
     if ls.root is None or checkpoint is None:
         return RollbackResult(rolled_back=False, reason="no checkpoint to roll back to")
     try:
-        done = rollback(ls.root, checkpoint)
+        done = await off_loop(rollback, ls.root, checkpoint)
     except WorkspaceError as exc:
         return RollbackResult(rolled_back=False, reason=str(exc))
     return RollbackResult(rolled_back=True, restored=list(done.restored), removed=list(done.removed), undo=done.undo)

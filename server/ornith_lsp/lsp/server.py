@@ -12,7 +12,7 @@ import json
 import logging
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidRequest, JsonRpcParseError
@@ -24,7 +24,7 @@ from ornith_lsp import __version__
 from ornith_lsp import settings as settings_mod
 from ornith_lsp.agent.service import FixService, wire
 from ornith_lsp.backends.runtime import Backend, BackendUnavailable
-from ornith_lsp.lsp import fixes
+from ornith_lsp.lsp import fixes, stdio
 from ornith_lsp.lsp.wire import BackendStatus
 from ornith_lsp.tasks import Task
 
@@ -81,6 +81,11 @@ class OrnithServer(LanguageServer):
     @property
     def backend(self) -> Backend | None:
         return self.service.backend
+
+    def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+        """stdio with the event loop reading the pipe (see :mod:`ornith_lsp.lsp.stdio`)."""
+        if not stdio.serve(self, stdin, stdout):
+            super().start_io(stdin, stdout)
 
     def report_server_error(self, error: Exception, source) -> None:
         """A body that is not JSON cannot be tied to a request id; JSON-RPC says
@@ -258,8 +263,8 @@ def build(cli_settings: dict[str, Any] | None = None) -> OrnithServer:
         return wire(fixes.queue_status(ls))
 
     @server.command("ornith.rollback")
-    def roll_back(ls: OrnithServer, task_id: str) -> dict[str, Any]:
-        return wire(fixes.roll_back(ls, task_id))
+    async def roll_back(ls: OrnithServer, task_id: str) -> dict[str, Any]:
+        return wire(await fixes.roll_back(ls, task_id))
 
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: OrnithServer, *args: Any) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from ornith_lsp import procs
 from ornith_lsp.paths import relative_path
 from ornith_lsp.tasks.diagnostics import task_title
 from ornith_lsp.tasks.model import Location, Task
+from ornith_lsp.offloop import temporary_directory
 
 Outcome = Literal["passed", "failed", "error", "skipped"]
 
@@ -100,7 +100,7 @@ async def run_tests(
     plugin (one that drops ``PYTHONPATH``, like a tox environment) is run
     again without it.
     """
-    with tempfile.TemporaryDirectory(prefix="ornith-pytest-") as tmp:
+    async with temporary_directory("ornith-pytest-") as tmp:  # removed off the event loop
         report = Path(tmp) / "report.xml"
         argv = [*(command or DEFAULT_COMMAND), f"--junitxml={report}", "-o", "junit_family=xunit1"]
         path = os.pathsep.join(p for p in (str(PLUGIN_DIR), os.environ.get("PYTHONPATH", "")) if p)

@@ -6,20 +6,25 @@ what the user sees, tests run against that, and the result is a plain
 ``git diff`` against the checkpoint.  The user's branch, index and files stay
 as they were; only objects and refs under ``refs/ornith/`` are added.
 
-git runs synchronously (GitPython); the async methods move it to a thread so
-the language server keeps answering while a large tree is checked out.
+git runs synchronously (GitPython); every method that runs git is async and
+moves it to a thread (:func:`~ornith_lsp.offloop.off_loop`), so the
+language server keeps answering while a large tree is checked out, staged or
+diffed.  Only ``read`` and ``write`` of one file stay synchronous.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from ornith_lsp.paths import inside
 from ornith_lsp.workspace import leftovers
 from ornith_lsp.workspace.checkpoints import Checkpoint, create_checkpoint, record_fix
+from ornith_lsp.offloop import off_loop, settled
 from ornith_lsp.workspace.repo import UserRepo, WorkspaceError, global_excludes, open_repo, run_git
 
 # What running tools in the shadow leaves behind, kept out of diff() even in
@@ -67,11 +72,9 @@ class Shadow:
         try:
             return await asyncio.shield(job)
         except asyncio.CancelledError:
-            try:
-                shadow = await job
-            except Exception:
-                raise asyncio.CancelledError from None
-            await shadow.close()
+            await settled(job)
+            if not job.cancelled() and job.exception() is None:
+                await job.result().close()
             raise
 
     @classmethod
@@ -143,48 +146,104 @@ class Shadow:
         of the diff (the user's index is a different file)."""
         self._git("add", "-A")
 
-    def diff(self) -> str:
-        """A unified ``git diff`` of the shadow against its checkpoint, new and
-        deleted files included, paths relative to the workspace root.  Full
-        blob ids name each file's base, so a stale apply can be refused."""
+    def _open(self) -> None:
         if self._closed:
             raise ShadowError("the shadow is closed")
+
+    async def diff(self, *, top_level: bool = False) -> str:
+        """A unified ``git diff`` of the shadow against its checkpoint, new and
+        deleted files included, paths relative to the workspace root (to the
+        repository's top with ``top_level``, which is what the guard reads).
+        Full blob ids name each file's base, so a stale apply can be refused."""
+        self._open()
+        return await off_loop(self._diff, top_level)
+
+    def _diff(self, top_level: bool) -> str:
         self._stage()
         out = self._git(
             "diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames",
-            "--full-index", "--src-prefix=a/", "--dst-prefix=b/", "--relative", self.base_commit, raw=True,
+            "--full-index", "--src-prefix=a/", "--dst-prefix=b/", *([] if top_level else ["--relative"]),
+            self.base_commit, raw=True,
         )
         return out.decode("utf-8", "replace")  # type: ignore[union-attr]
 
-    def changed_files(self) -> list[str]:
+    async def changed_files(self) -> list[str]:
         """Root-relative paths that differ from the checkpoint."""
-        if self._closed:
-            raise ShadowError("the shadow is closed")
+        self._open()
+        return await off_loop(self._changed_files)
+
+    def _changed_files(self) -> list[str]:
         self._stage()
         out = str(self._git("diff", "--cached", "--name-only", "-z", "--no-renames", "--relative", self.base_commit))
         return [p for p in out.split("\0") if p]
 
-    def reset(self) -> None:
+    async def reset(self) -> None:
         """Back to the checkpoint, so a new plan starts from the user's state and
         a dead end can be recognised by its edit alone."""
-        if self._closed:
-            raise ShadowError("the shadow is closed")
+        self._open()
+        await off_loop(self._reset)
+
+    def _reset(self) -> None:
         run_git(self.worktree, "reset", "-q", "--hard", self.base_commit)
         run_git(self.worktree, "clean", "-q", "-f", "-d")
 
-    def record_fix(self, label: str = "") -> str:
+    async def record_fix(self, label: str = "") -> str:
         """Remember the shadow's current state as the fix for its checkpoint,
         so ``rollback(root, shadow.checkpoint.id)`` knows what to restore."""
+        self._open()
+        return await off_loop(self._record_fix, label)
+
+    def _record_fix(self, label: str) -> str:
         self._stage()
         tree = str(self._git("write-tree")).strip()
         return record_fix(self.repo.top / self.repo.prefix, self.checkpoint.id, tree, label)
+
+    async def commit_to_branch(self, branch: str, message: str) -> str:
+        """Commit the shadow's state on top of the checkpoint and point a new
+        branch of the user's repository at it (the user's HEAD stays)."""
+        self._open()
+        return await off_loop(self._commit_to_branch, branch, message)
+
+    def _commit_to_branch(self, branch: str, message: str) -> str:
+        run_git(self.worktree, "-c", "user.name=ornith-lsp", "-c", "user.email=ornith-lsp@localhost",
+                "commit", "-q", "-a", "-m", message)
+        head = str(run_git(self.worktree, "rev-parse", "HEAD")).strip()
+        run_git(self.worktree, "branch", branch, head)
+        return head
+
+    @contextlib.asynccontextmanager
+    async def pristine(self) -> AsyncIterator[Path]:
+        """A clean checkout of the checkpoint, the guard's base state, removed
+        on exit.  The user's own tree cannot serve, since it may hold unsaved
+        or newer edits."""
+        self._open()
+        tmp = Path(tempfile.mkdtemp(prefix="ornith-base-"))
+        tree = tmp / "base"
+        try:
+            await off_loop(self._add_pristine, tmp, tree)
+            yield tree
+        finally:
+            leftovers.untrack(tmp)
+            with contextlib.suppress(Exception):
+                await off_loop(self._remove_pristine, tmp, tree)
+
+    def _add_pristine(self, tmp: Path, tree: Path) -> None:
+        leftovers.mark(tmp, self.repo.top, kind="pristine base")
+        run_git(self.worktree, "worktree", "add", "--detach", str(tree), self.base_commit)
+        leftovers.track(tmp, self.repo.top, tree)
+
+    def _remove_pristine(self, tmp: Path, tree: Path) -> None:
+        try:
+            leftovers.remove_worktree(self.repo.top, tree, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     async def close(self) -> None:
         """Remove the worktree and its bookkeeping; the checkpoint stays."""
         if self._closed:
             return
         self._closed = True
-        await asyncio.to_thread(self._remove)
+        await off_loop(self._remove)
 
     def _remove(self) -> None:
         leftovers.remove_worktree(self.repo.top, self.worktree, self._container)
