@@ -81,6 +81,7 @@ def test_named_tests_resolve_to_node_ids_and_a_request_is_graded_on_them_and_the
     assert task.source == "request" and task.graded_by_tests and task.message.startswith("document add")
     graded = _guard_task(task, ["t.py::test_mul[1]", "t.py::test_add"], prefix="proj")
     assert graded.kind == "test" and graded.tests == ["proj/t.py::test_add", "proj/t.py::test_mul[1]"]
+    assert graded.goal == task.message  # the judge weighs the change against the user's words
     assert Task(source="test", title="t", message="m").tests is None  # other tasks are as they were
 
 

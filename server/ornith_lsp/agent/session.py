@@ -167,7 +167,8 @@ def _guard_task(task: Task, baseline: Sequence[str], prefix: str = "") -> GuardT
     baseline = [repo(t) for t in baseline]
     if task.source == "request":  # the user's goal: the tests they named pass, and nothing that passed breaks
         named = [repo(t) for t in task.tests or ()]
-        return GuardTask(kind="test", tests=named + [t for t in baseline if t not in named][:MAX_REGRESSION_TESTS])
+        return GuardTask(kind="test", tests=named + [t for t in baseline if t not in named][:MAX_REGRESSION_TESTS],
+                         goal=task.message)
     if task.source == "test" and task.test_id:
         target = repo(task.test_id)
         tests = [target] + [t for t in baseline if t != target][:MAX_REGRESSION_TESTS]

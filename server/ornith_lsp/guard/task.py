@@ -36,6 +36,8 @@ class GuardTask(BaseModel):
     path: str | None = None
     line: int | None = None
     message: str | None = None
+    # a request's own words (an agent panel's prompt): what the judge weighs the change against
+    goal: str | None = None
 
     @classmethod
     def parse(cls, task: GuardTask | Mapping[str, Any]) -> GuardTask:
