@@ -76,7 +76,7 @@ class Editor:
         def _fix_done(params: Any) -> None:
             self.fix_done.set()
 
-        for method in ("ornith/plan", "ornith/step", types.WINDOW_LOG_MESSAGE, types.WINDOW_SHOW_MESSAGE):
+        for method in ("ornith/plan", "ornith/step", "ornith/tool", types.WINDOW_LOG_MESSAGE, types.WINDOW_SHOW_MESSAGE):
             self.client.feature(method)(lambda params: None)
 
     async def start(self, repo: Path, options: dict, probe: Path | None = None) -> None:
@@ -357,7 +357,7 @@ async def queue_main(n: int, samples: int) -> dict:
         "raw_ms": {"idle": idle, "queue_running": busy},
     }
     result["headline"] = [
-        headline(f"{k} p99 while {n} fixes queue (ms)", result["queue_running"][k]["p99_ms"], "ms") for k in QUEUE_KINDS
+        headline(f"{k} p99 while {n} fixes queue (ms)", round(result["queue_running"][k]["p99_ms"], 1), "ms") for k in QUEUE_KINDS
     ] + [headline(f"{n}-fix queue drained in (s)", result["drain_s"], "s"),
          headline("loop callbacks over 20 ms while the queue ran", loop.get("over_20ms"))]
     return result
