@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,43 @@ async def test_another_agent_gets_a_verified_patch_from_the_embedded_model(tmp_p
     applies = subprocess.run(["git", "apply", "--check", "-"], cwd=repo, input=fixed["diff"], text=True,
                              capture_output=True)
     assert applies.returncode == 0, applies.stderr
+
+
+@pytest.mark.timeout(300)
+async def test_an_agent_panel_outlives_a_backend_killed_mid_prompt(tmp_path):
+    """SIGKILL to the REAL llama-server (the tiny model, for speed) while the
+    panel's prompt runs: the supervisor starts another, the prompt ends with
+    a normal stop reason and a report, and closing the agent leaves none."""
+    from conftest import alive, llama_server_pids, wait_until
+
+    repo = demo_repo(tmp_path)
+    panel = Panel()
+    before = llama_server_pids()
+    env = {**os.environ, "ORNITH_BACKEND__EMBEDDED_MODEL": "tiny", "ORNITH_AGENT__MAX_WALL_S": "120",
+           "ORNITH_AGENT__CANDIDATES": "2", "ORNITH_LOG_DIR": str(tmp_path / "logs")}
+    stderr = open(tmp_path / "acp.stderr", "wb")
+    try:
+        async with spawn_agent_process(panel, sys.executable, "-m", "ornith_lsp", "acp", env=env, cwd=tmp_path,
+                                       transport_kwargs={"stderr": stderr}) as (conn, _):
+            caps = ClientCapabilities(fs=FileSystemCapabilities(read_text_file=False, write_text_file=False))
+            await conn.initialize(protocol_version=PROTOCOL_VERSION, client_capabilities=caps)
+            session = await conn.new_session(cwd=str(repo), mcp_servers=[])
+            prompt = asyncio.ensure_future(
+                conn.prompt(session_id=session.session_id, prompt=[text_block("fix the failing tests")]))
+            for _ in range(1200):  # the model is at work once the first plan or tool call shows
+                if any(isinstance(u, (AgentPlanUpdate, ToolCallStart)) for u in panel.updates) or prompt.done():
+                    break
+                await asyncio.sleep(0.1)
+            started = llama_server_pids() - before
+            assert len(started) == 1, f"expected the agent's one llama-server, found {sorted(started)}"
+            victim = started.pop()
+            os.kill(victim, signal.SIGKILL)
+            answer = await asyncio.wait_for(prompt, 240)
+            restarted = llama_server_pids() - before - {victim}
+            assert restarted and all(alive(p) for p in restarted), "no llama-server was started again"
+    finally:
+        stderr.close()
+    log = (tmp_path / "acp.stderr").read_text(errors="replace")[-2000:]
+    assert answer.stop_reason in ("end_turn", "max_turn_requests"), log
+    assert git(repo, "status", "--porcelain").strip() in ("", "M stats.py")  # only a verified fix, if any
+    assert wait_until(lambda: not (llama_server_pids() - before), timeout=20), "a llama-server outlived the agent"
