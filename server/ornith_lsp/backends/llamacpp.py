@@ -21,7 +21,12 @@ QUANTIZED_KV = ("q8_0", "q4_0")
 NGRAM_DRAFT_DEFAULT = False
 """Whether ``backend.draft = "auto"`` turns on n-gram drafting
 (``--spec-type ngram-simple``: draft tokens looked up in the context, no second
-model).  Set from ``bench/speculative.py`` on two CPU cores; see its result."""
+model).  Off: on two CPU cores with the coder model, three quiet runs of
+``bench/speculative.py --prompts 8`` gave decode-rate ratios of 0.91, 1.01 and
+1.08 and wall-time ratios of 1.00, 0.99 and 1.07 (bench/results/
+speculative-3runs.log) -- no gain to stand on, though 57% of the drafted
+tokens were accepted.  On a GPU, where a wider verify batch is nearly free,
+``backend.draft = "ngram"`` is worth measuring."""
 
 
 def draft_for(setting: str) -> str:
