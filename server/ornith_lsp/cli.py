@@ -142,11 +142,19 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 def cmd_acp(args: argparse.Namespace) -> int:
     """The Agent Client Protocol on stdio; each session's workspace is its
     ``cwd``, whose ``ornith.toml`` the flags here override."""
-    from ornith_lsp.acp import serve
+    from ornith_lsp.acp import serve, wire
+    from ornith_lsp.acp.agent import OrnithAgent
 
     cli_layer = _cli_layer(args)
     settings_mod.load(args.root, cli=cli_layer)  # fail early on bad flags
-    return serve.main(cli_layer)
+    out_fd = wire.private_stdout()  # from here on nothing but the protocol reaches stdout
+    agent = OrnithAgent(cli_layer)
+    reap = _reap_on_exit(agent.kill_now)
+    try:
+        serve.main(agent, out_fd)
+    finally:
+        reap()
+    return 0
 
 
 # -- doctor -----------------------------------------------------------------------------
