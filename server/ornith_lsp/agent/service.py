@@ -114,11 +114,12 @@ class FixService:
         self._command = command
         return command
 
-    def fix_settings(self) -> Settings:
-        """The settings a fix runs under: the resolved test command filled in."""
-        if self._command is None:
-            return self.settings
-        return environment.with_command(self.settings, self._command)
+    async def fix_settings(self) -> Settings:
+        """The settings a fix runs under: the project's test command filled in,
+        resolved the first time a fix needs it."""
+        if self._command is None and self.language() == "python":
+            await self.test_command()
+        return self.settings if self._command is None else environment.with_command(self.settings, self._command)
 
     async def collect(self, diagnostics: Sequence[str] = (), *, overlays: dict[str, str] | None = None,
                       progress: Progress = lambda _: None, resolved: bool = False,
@@ -230,9 +231,7 @@ class FixService:
         if backend is None or backend.endpoint is None:
             raise BackendUnavailable(backend.error if backend is not None and backend.error
                                      else "the model backend is not ready")
-        if self._command is None and self.language() == "python":
-            await self.test_command()
-        settings, judge = self.fix_settings(), self.judge()
+        settings, judge = await self.fix_settings(), self.judge()
         async with backend.client() as llm:
             result = await fix(task, root=self.workspace, llm=llm, settings=settings,
                                context_length=backend.plan.context_length, overlays=dict(overlays or {}),
@@ -246,9 +245,7 @@ class FixService:
         """The guard on someone else's diff, in a shadow of the workspace as it
         is: ``tests`` (the project's test ids) graded on pristine tests, no
         baseline run.  Raises PatchError or GuardError saying why no verdict."""
-        if self._command is None and self.language() == "python":
-            await self.test_command()
-        return await check_patch(diff, root=self.workspace, settings=self.fix_settings(), tests=tests,
+        return await check_patch(diff, root=self.workspace, settings=await self.fix_settings(), tests=tests,
                                  judge=self.judge())
 
     async def verify_patch(self, diff: str, tests: Sequence[str] = (), *,
@@ -259,7 +256,7 @@ class FixService:
         found = await self.collect(progress=progress)
         if found.problem is not None and found.problem.kind in ("cannot-start", "no-pytest", "no-report"):
             raise TestsCannotRun(found.problem.line())  # grading would fail the same way
-        return await check_patch(diff, root=self.workspace, settings=self.fix_settings(), tests=tests,
+        return await check_patch(diff, root=self.workspace, settings=await self.fix_settings(), tests=tests,
                                  baseline=self.baseline, judge=self.judge())
 
     async def lay(self, result: FixResult, overlays: dict[str, str]) -> None:
